@@ -1,0 +1,268 @@
+"""VideoRefer-7B: SigLIP vision tower + STC connector + object encoder + Qwen2, as a transformers causal LM.
+
+Module names follow the official checkpoints (`model.vision_tower.vision_tower.*`, `model.mm_projector.*`,
+`model.region_encoder.*`), so their weights load without renaming: no key conversion is needed at all.
+
+Inputs beyond the text (all produced by `VideoReferProcessor`):
+* `pixel_values` `(b, t, 3, S, S)`: the sampled video frames;
+* per sample `i` (lists of length b): `region_masks[i]` `(k_i, H_i, W_i)` object-major masks,
+  `region_frames[i]` `(k_i,)` the frame each mask lies on (`< t`: a sampled frame; `>= t`: row `j - t` of
+  `region_pixel_values[i]` `(m_i, 3, S, S)`, frames that are not among the sampled ones), and
+  `masks_per_object[i]` `(o_i,)`.
+The video placeholder id in `input_ids` is replaced by the video tokens, each `<region>` token by its object's tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, Qwen2ForCausalLM, Qwen2Model
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
+
+from .configuration_videorefer import VIDEO_TOKEN_INDEX, VideoReferQwen2Config
+from .connector import STCConnector
+from .object_encoder import ObjectEncoder
+from .vision import VisionTower, resolve_vision_config
+
+__all__ = ["VideoReferQwen2Model", "VideoReferQwen2ForCausalLM", "VisualFeatures", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class VisualFeatures:
+    """What the vision side contributes to one batch: reusable across questions about the same video and regions."""
+
+    video_tokens: torch.Tensor  # (b, n_video_tokens, hidden)
+    object_tokens: list[torch.Tensor]  # per sample: (m_i, hidden), all objects' tokens, object-major
+    tokens_per_object: list[torch.Tensor]  # per sample: (o_i,)
+    # Intermediates for tests and the parity tool.
+    frame_features: torch.Tensor | None = None  # (b*t + sum m_i, patches, C)
+    pooled: list[torch.Tensor] | None = None
+    merged: list[torch.Tensor] | None = None
+
+
+class VideoReferQwen2Model(Qwen2Model):
+    config_class = VideoReferQwen2Config
+
+    def __init__(self, config: VideoReferQwen2Config):
+        super().__init__(config)
+        self.vision_tower = VisionTower(config)
+        self.mm_projector = STCConnector(config.mm_hidden_size, config.hidden_size)
+        self.region_encoder = ObjectEncoder(config.mm_hidden_size, config.hidden_size)
+        self.post_init()
+
+
+class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
+    config_class = VideoReferQwen2Config
+    _no_split_modules = ["Qwen2DecoderLayer", "VisionTower", "STCConnector", "ObjectEncoder"]
+    # Quantisation leaves these in full precision: the vision side, the object encoder and the output layer.
+    full_precision_modules = ["vision_tower", "mm_projector", "region_encoder", "lm_head"]
+
+    def __init__(self, config: VideoReferQwen2Config):
+        Qwen2PreTrainedModel.__init__(self, config)
+        self.model = VideoReferQwen2Model(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """Load an official or a saved checkpoint, every tensor included (the vision tower's too)."""
+        if not isinstance(config, VideoReferQwen2Config):
+            config_kwargs = {
+                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
+            }
+            config = VideoReferQwen2Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
+        resolve_vision_config(config, pretrained_model_name_or_path)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+
+    @property
+    def region_token_index(self) -> int:
+        """Id of `<region>`: the official tokenizer setup adds it last, so it is the last row of the vocabulary."""
+        index = self.config.region_token_index
+        return self.config.vocab_size - 1 if index is None else index
+
+    # ------------------------------------------------------------------ vision side
+    def encode_visual(
+        self,
+        pixel_values: torch.Tensor,
+        region_masks: list[torch.Tensor] | None = None,
+        region_frames: list[torch.Tensor] | None = None,
+        masks_per_object: list[torch.Tensor] | None = None,
+        region_pixel_values: list[torch.Tensor] | None = None,
+    ) -> VisualFeatures:
+        """Video tokens and object tokens. The vision tower runs once on every distinct frame."""
+        inner = self.model
+        b, t = pixel_values.shape[:2]
+        extra = [p for p in (region_pixel_values or []) if p is not None and p.shape[0] > 0]
+        frames = torch.cat([pixel_values.flatten(0, 1), *extra]) if extra else pixel_values.flatten(0, 1)
+        features = inner.vision_tower(frames)  # (b*t + m, patches, C)
+        video_tokens = inner.mm_projector(features[: b * t].reshape(b, t, *features.shape[1:]))
+        object_tokens, counts, pooled_all, merged_all = [], [], [], []
+        grid = inner.vision_tower.grid_size
+        extra_offset = b * t
+        for i in range(b):
+            n_extra = region_pixel_values[i].shape[0] if region_pixel_values and region_pixel_values[i] is not None else 0
+            if region_masks is None or region_masks[i] is None or region_masks[i].shape[0] == 0:
+                object_tokens.append(video_tokens.new_zeros((0, video_tokens.shape[-1])))
+                counts.append(torch.zeros(0, dtype=torch.long, device=video_tokens.device))
+                extra_offset += n_extra
+                continue
+            local = region_frames[i].to(features.device)
+            rows = torch.where(local < t, i * t + local, extra_offset + local - t)
+            extra_offset += n_extra
+            grids = features[rows].reshape(-1, grid, grid, features.shape[-1])  # (k, h, w, C)
+            masks = region_masks[i].to(features.device)
+            pooled, merged, per_object = inner.region_encoder.pool_and_merge(grids, masks, masks_per_object[i])
+            weight = inner.region_encoder.feat_linear[0].weight
+            object_tokens.append(inner.region_encoder.feat_linear(merged.to(weight.dtype)))
+            counts.append(per_object)
+            pooled_all.append(pooled)
+            merged_all.append(merged)
+        return VisualFeatures(video_tokens, object_tokens, counts, features, pooled_all, merged_all)
+
+    # ------------------------------------------------------------------ splicing
+    def splice_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        visual: VisualFeatures,
+        labels: torch.Tensor | None = None,
+        padding_side: str = "right",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Replace the video placeholder and `<region>` tokens by visual tokens.
+
+        Returns `inputs_embeds (b, L', d)`, `attention_mask (b, L')`, `position_ids (b, L')`, `labels (b, L')`.
+        """
+        region_id = self.region_token_index
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embed = self.get_input_embeddings()
+        text_embeds = embed(input_ids.clamp(min=0))  # placeholders embedded as id 0, then replaced
+        rows, masks, label_rows = [], [], []
+        for i in range(input_ids.shape[0]):
+            ids = input_ids[i]
+            is_video = ids == VIDEO_TOKEN_INDEX
+            is_region = ids == region_id
+            n_video, n_region = int(is_video.sum()), int(is_region.sum())
+            counts = visual.tokens_per_object[i].to(ids.device)
+            if n_video != 1:
+                raise ValueError(f"sample {i} has {n_video} video placeholders in its input ids; exactly 1 is needed")
+            if n_region != counts.numel():
+                raise ValueError(
+                    f"sample {i} has {n_region} <region> tokens but {counts.numel()} objects: each object needs one"
+                )
+            video = visual.video_tokens[i]
+            objects = visual.object_tokens[i]
+            L = ids.shape[0]
+            lengths = torch.ones_like(ids)
+            lengths[is_video] = video.shape[0]
+            lengths[is_region] = counts
+            # Row of `sources` where each input position's block starts.
+            base = torch.arange(L, device=ids.device)
+            base[is_video] = L
+            base[is_region] = L + video.shape[0] + torch.cumsum(counts, 0) - counts
+            block_start = torch.cumsum(lengths, 0) - lengths
+            total = int(lengths.sum())
+            index = torch.repeat_interleave(base, lengths, output_size=total)
+            index += torch.arange(total, device=ids.device) - torch.repeat_interleave(block_start, lengths, output_size=total)
+            sources = torch.cat([text_embeds[i], video.to(text_embeds.dtype), objects.to(text_embeds.dtype)])
+            rows.append(sources[index])
+            masks.append(torch.repeat_interleave(attention_mask[i], lengths, output_size=total))
+            if labels is not None:
+                special = torch.repeat_interleave(is_video | is_region, lengths, output_size=total)
+                label_rows.append(torch.repeat_interleave(labels[i], lengths, output_size=total).masked_fill(special, IGNORE_INDEX))
+        longest = max(r.shape[0] for r in rows)
+
+        def pad(x: torch.Tensor, value) -> torch.Tensor:
+            shape = (longest - x.shape[0], *x.shape[1:])
+            filler = x.new_full(shape, value)
+            return torch.cat([filler, x] if padding_side == "left" else [x, filler])
+
+        inputs_embeds = torch.stack([pad(r, 0) for r in rows])
+        attention = torch.stack([pad(m, 0) for m in masks])
+        position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
+        spliced_labels = torch.stack([pad(l, IGNORE_INDEX) for l in label_rows]) if labels is not None else None
+        return inputs_embeds, attention, position_ids, spliced_labels
+
+    def prepare_multimodal_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        region_masks: list[torch.Tensor] | None = None,
+        region_frames: list[torch.Tensor] | None = None,
+        masks_per_object: list[torch.Tensor] | None = None,
+        region_pixel_values: list[torch.Tensor] | None = None,
+        visual_features: VisualFeatures | None = None,
+        padding_side: str = "right",
+    ):
+        if visual_features is None:
+            visual_features = self.encode_visual(
+                pixel_values, region_masks, region_frames, masks_per_object, region_pixel_values
+            )
+        return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
+
+    # ------------------------------------------------------------------ forward / generate
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        region_masks: list[torch.Tensor] | None = None,
+        region_frames: list[torch.Tensor] | None = None,
+        masks_per_object: list[torch.Tensor] | None = None,
+        region_pixel_values: list[torch.Tensor] | None = None,
+        visual_features: VisualFeatures | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        has_visual = pixel_values is not None or visual_features is not None
+        if inputs_embeds is None and has_visual:
+            inputs_embeds, attention_mask, position_ids, labels = self.prepare_multimodal_inputs(
+                input_ids, attention_mask, labels, pixel_values, region_masks, region_frames,
+                masks_per_object, region_pixel_values, visual_features,
+            )
+            input_ids = None
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        region_masks: list[torch.Tensor] | None = None,
+        region_frames: list[torch.Tensor] | None = None,
+        masks_per_object: list[torch.Tensor] | None = None,
+        region_pixel_values: list[torch.Tensor] | None = None,
+        visual_features: VisualFeatures | None = None,
+        **kwargs,
+    ):
+        """Like the official code, generation starts from the spliced embeddings: only new tokens are returned."""
+        if pixel_values is None and visual_features is None:
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        inputs_embeds, attention_mask, _, _ = self.prepare_multimodal_inputs(
+            input_ids, attention_mask, None, pixel_values, region_masks, region_frames,
+            masks_per_object, region_pixel_values, visual_features, padding_side="left",
+        )
+        return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+AutoConfig.register(VideoReferQwen2Config.model_type, VideoReferQwen2Config, exist_ok=True)
+AutoModelForCausalLM.register(VideoReferQwen2Config, VideoReferQwen2ForCausalLM, exist_ok=True)

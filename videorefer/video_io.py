@@ -1,0 +1,206 @@
+"""Video decoding and frame sampling.
+
+Frames are sampled uniformly at segment midpoints, as the official VideoRefer / VideoLLaMA2 code does, and decoded in
+one pass together with any extra frames that object masks refer to. decord is used when installed (fastest here);
+PyAV is the fallback. A video can also be a folder of frame images, a uint8 array or a list of images.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["Video", "VideoSource", "sample_frame_indices", "load_video", "read_frames", "video_info"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VideoSource = Union[str, os.PathLike, np.ndarray, Sequence[Union[Image.Image, np.ndarray]]]
+
+
+@dataclass
+class Video:
+    """Sampled frames of a video plus the extra frames that masks are drawn on."""
+
+    frames: np.ndarray  # (t, H, W, 3) uint8, the sampled frames
+    frame_indices: list[int]  # raw frame index of each sampled frame
+    total_frames: int
+    fps: float | None = None
+    extra: dict[int, np.ndarray] = field(default_factory=dict)  # raw index -> (H, W, 3), not among the sampled
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    def frame(self, index: int) -> np.ndarray:
+        """The raw frame `index` if it was decoded (sampled or extra)."""
+        if index in self.extra:
+            return self.extra[index]
+        if index in self.frame_indices:
+            return self.frames[self.frame_indices.index(index)]
+        raise ValueError(f"frame {index} was not decoded (sampled frames: {self.frame_indices})")
+
+
+def sample_frame_indices(total_frames: int, num_frames: int) -> list[int]:
+    """Indices of `num_frames` frames at the midpoints of equal segments of `[0, total_frames - 1]`.
+
+    For videos shorter than `num_frames` indices repeat.
+    """
+    if total_frames <= 0:
+        raise ValueError("the video has no frames")
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    segment = (total_frames - 1) / num_frames
+    midpoints = segment * (np.arange(num_frames) + 0.5)
+    return np.round(midpoints + 1e-6).astype(int).tolist()
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"the folder {folder} holds no frame images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ValueError(f"a frame must be (H, W, 3), got shape {array.shape}")
+    return np.ascontiguousarray(array[..., :3]).astype(np.uint8, copy=False)
+
+
+class _Reader:
+    """Random access to the frames of any supported source."""
+
+    def __init__(self, source: VideoSource):
+        self.fps: float | None = None
+        self._array: np.ndarray | None = None
+        self._files: list[Path] | None = None
+        self._path: str | None = None
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.exists():
+                raise ValueError(f"video not found: {path}")
+            if path.is_dir():
+                self._files = _frame_files(path)
+                self.total = len(self._files)
+            else:
+                self._path = str(path)
+                self.total, self.fps = _probe_file(self._path)
+        elif isinstance(source, np.ndarray):
+            if source.ndim != 4 or source.shape[-1] != 3:
+                raise ValueError(f"a video array must be (T, H, W, 3) uint8, got shape {source.shape}")
+            self._array = source.astype(np.uint8, copy=False)
+            self.total = source.shape[0]
+        elif isinstance(source, Sequence):
+            self._array = np.stack([_as_rgb_array(f) for f in source]) if len(source) else np.zeros((0, 1, 1, 3))
+            self.total = len(source)
+        else:
+            raise ValueError(f"unsupported video source of type {type(source).__name__}")
+        if self.total == 0:
+            raise ValueError("the video has 0 frames")
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        bad = [i for i in indices if not 0 <= i < self.total]
+        if bad:
+            raise ValueError(f"frame index {bad[0]} is outside the video (0..{self.total - 1})")
+        if self._array is not None:
+            return self._array[list(indices)]
+        if self._files is not None:
+            return np.stack([_as_rgb_array(Image.open(self._files[i])) for i in indices])
+        return _decode_file(self._path, list(indices))
+
+
+def _probe_file(path: str) -> tuple[int, float | None]:
+    try:
+        import decord
+
+        reader = decord.VideoReader(path, num_threads=1)
+        return len(reader), float(reader.get_avg_fps())
+    except ImportError:
+        pass
+    except Exception as error:  # decord raises its own error types
+        raise ValueError(f"cannot decode video {path}: {error}") from error
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            total = stream.frames or sum(1 for _ in container.decode(video=0))
+            return total, float(stream.average_rate) if stream.average_rate else None
+    except (av.error.FFmpegError, IndexError) as error:
+        raise ValueError(f"cannot decode video {path}: {error}") from error
+
+
+def _decode_file(path: str, indices: list[int]) -> np.ndarray:
+    try:
+        import decord
+
+        reader = decord.VideoReader(path, num_threads=1)
+        return reader.get_batch(indices).asnumpy()
+    except ImportError:
+        pass
+    except Exception as error:
+        raise ValueError(f"cannot decode frames {indices} of {path}: {error}") from error
+    import av
+
+    wanted = set(indices)
+    found: dict[int, np.ndarray] = {}
+    with av.open(path) as container:  # decode in order, convert only the wanted frames
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                found[i] = frame.to_ndarray(format="rgb24")
+            if i >= max(wanted):
+                break
+    missing = wanted - found.keys()
+    if missing:
+        raise ValueError(f"cannot decode frames {sorted(missing)} of {path}")
+    return np.stack([found[i] for i in indices])
+
+
+def video_info(source: VideoSource) -> tuple[int, float | None, int, int]:
+    """`(total_frames, fps, height, width)` of a video."""
+    reader = _Reader(source)
+    first = reader.read([0])[0]
+    return reader.total, reader.fps, int(first.shape[0]), int(first.shape[1])
+
+
+def read_frames(source: VideoSource, indices: Iterable[int]) -> np.ndarray:
+    """Frames `indices` of a video as `(len(indices), H, W, 3)` uint8."""
+    return _Reader(source).read(list(indices))
+
+
+def load_video(
+    source: VideoSource | Video, num_frames: int = 16, extra_frame_indices: Iterable[int] = ()
+) -> Video:
+    """Decode `num_frames` uniformly sampled frames and the frames in `extra_frame_indices` in one pass.
+
+    Videos shorter than `num_frames` repeat frames (the sampling rule's midpoints round to the same frame), as the
+    official code does with decord, so the model always sees `num_frames` frames.
+    """
+    if isinstance(source, Video):
+        return source
+    reader = _Reader(source)
+    sampled = sample_frame_indices(reader.total, num_frames)
+    extra = sorted(set(int(i) for i in extra_frame_indices) - set(sampled))
+    unique = sorted(set(sampled))
+    decoded = reader.read(unique + extra)
+    row = {index: k for k, index in enumerate(unique + extra)}
+    return Video(
+        frames=decoded[[row[i] for i in sampled]],
+        frame_indices=sampled,
+        total_frames=reader.total,
+        fps=reader.fps,
+        extra={index: decoded[row[index]] for index in extra},
+    )

@@ -1,0 +1,151 @@
+"""VideoRefer-Bench-D: detailed descriptions of objects in videos, judged on four dimensions by a GPT judge.
+
+Usage::
+
+    python -m bench.bench_d run --model PATH --bench-dir eval/VideoRefer-Bench-D --output preds_d.jsonl \
+        [--mode single|multi] [--num-frames 8] [--shard 0/4] [--answer-fn module:function]
+    OPENAI_API_KEY=... python -m bench.bench_d judge preds_d.jsonl [more shard files] --output scores_d.jsonl \
+        [--judge-url https://api.openai.com/v1] [--judge-model gpt-4o] [--api-key-env OPENAI_API_KEY] [--workers 8]
+    python -m bench.bench_d score scores_d.jsonl
+
+Videos default to ``BENCH_DIR/Panda-70M-part`` (the official layout) when that folder exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from bench.bench_q import add_run_arguments, prepare_run
+from bench.common import (
+    OFFICIAL_NUM_FRAMES,
+    AnswerFn,
+    check_videos,
+    latest_by_id,
+    load_bench_json,
+    read_jsonl,
+    restrict_annotation,
+    resolve_video,
+    run_resumable,
+)
+from bench.judge import DIMENSIONS, JudgeClient, judge_predictions
+
+QUESTION_FILE = "VideoRefer-Bench-D.json"
+VIDEO_SUBFOLDER = "Panda-70M-part"
+REQUIRED_FIELDS = {"id": (int, str), "video": str, "caption": str, "frame_idx": (int, str), "annotation": list}
+PROMPT = "Please give a detailed description of the highlighted object [<region>] in the video."
+
+# Published scores, arXiv 2501.00599 Table 1, also in the official benchmark README (PixelRefer repo,
+# VideoRefer/benchmark/README.md): SC, AD, TD, HD, average.
+PUBLISHED = {
+    "VideoRefer-7B single": [4.41, 3.27, 3.03, 2.97, 3.42],
+    "VideoRefer-7B multi": [4.44, 3.27, 3.10, 3.04, 3.46],
+    "GPT-4o single": [3.34, 2.96, 3.01, 2.50, 2.95],
+    "GPT-4o multi": [4.15, 3.31, 3.11, 2.43, 3.25],
+}
+
+
+def load_bench_d(path: str | Path) -> list[dict]:
+    """Load and validate the official ``VideoRefer-Bench-D.json``."""
+    return load_bench_json(path, REQUIRED_FIELDS)
+
+
+def run_bench_d(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
+                mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
+    """Describe every item not yet in ``output`` (JSONL with the official fields ``video, caption, pred``)."""
+    check_videos(items, video_root)
+
+    def predict(item: dict) -> dict:
+        video = str(resolve_video(video_root, item["video"]))
+        pred = answer_fn(video, restrict_annotation(item, mode), PROMPT, mode, num_frames)
+        return {"id": item["id"], "video": item["video"], "caption": item["caption"], "pred": pred,
+                "mode": mode, "num_frames": num_frames}
+
+    return run_resumable(items, output, predict, label="bench_d")
+
+
+# --------------------------------------------------------------------------------------------------------- table
+def summarize(records: list[dict]) -> dict:
+    """Per-dimension averages over the scored items and their mean (as the official ``3.analyze_score.py``)."""
+    latest = latest_by_id(records)
+    scored = [r for r in latest.values() if "scores" in r]
+    failed = sorted((r for r in latest.values() if "scores" not in r), key=lambda r: str(r["id"]))
+    if not scored:
+        raise ValueError(f"no scored items ({len(failed)} failed judge calls)")
+    averages = {dim: sum(r["scores"][dim] for r in scored) / len(scored) for dim in DIMENSIONS}
+    return {"n": len(scored), "failed": [r["id"] for r in failed], "averages": averages,
+            "mean": sum(averages.values()) / len(DIMENSIONS)}
+
+
+def format_table(summary: dict, label: str = "ours") -> str:
+    """The four averages and their mean beside the published rows; the last line is ``average: X.XX``."""
+    header = f"{'':<26}" + "".join(f"{name:>7}" for name in ["SC", "AD", "TD", "HD", "Avg."])
+    ours = [summary["averages"][dim] for dim in DIMENSIONS] + [summary["mean"]]
+    lines = [f"VideoRefer-Bench-D ({summary['n']} items scored)", header,
+             f"{label:<26}" + "".join(f"{v:7.2f}" for v in ours)]
+    for name, row in PUBLISHED.items():
+        lines.append(f"{name + ' (paper)':<26}" + "".join(f"{v:7.2f}" for v in row))
+    lines.append("published: arXiv 2501.00599 Table 1 / official VideoRefer-Bench README; our judge rubric is a "
+                 "reconstruction (the official system prompt is not public)")
+    if summary["failed"]:
+        shown = ", ".join(str(i) for i in summary["failed"][:10])
+        lines.append(f"WARNING: {len(summary['failed'])} item(s) have no score (judge failed): {shown}"
+                     f"{' ...' if len(summary['failed']) > 10 else ''}; rerun `judge` to retry them")
+    lines.append(f"average: {summary['mean']:.2f}")
+    return "\n".join(lines)
+
+
+def read_predictions(paths: list[str]) -> list[dict]:
+    """Merge prediction files (e.g. shards) keeping the last record per id."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"predictions file not found: {path}")
+    return list(latest_by_id(r for path in paths for r in read_jsonl(path)).values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_d", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(sub.add_parser("run", help="describe the objects"), QUESTION_FILE)
+    judge = sub.add_parser("judge", help="score predictions with an OpenAI-compatible judge (resumable)")
+    judge.add_argument("predictions", nargs="+")
+    judge.add_argument("--output", required=True, help="scores JSONL (appended to; rerun to resume/retry)")
+    judge.add_argument("--judge-url", default="https://api.openai.com/v1", help="base URL of the chat API")
+    judge.add_argument("--judge-model", default="gpt-4o")
+    judge.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    judge.add_argument("--workers", type=int, default=4, help="concurrent requests")
+    judge.add_argument("--retries", type=int, default=5, help="attempts per item")
+    judge.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    judge.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles)")
+    judge.add_argument("--temperature", type=float, default=0.7, help="official judge setting: 0.7")
+    score = sub.add_parser("score", help="table of the judged scores")
+    score.add_argument("scores")
+    args = parser.parse_args(argv)
+
+    if args.command == "score":
+        print(format_table(summarize(read_jsonl(args.scores))))
+    elif args.command == "judge":
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            print(f"[judge] ${args.api_key_env} is not set: sending requests without an Authorization header")
+        client = JudgeClient(url=args.judge_url, model=args.judge_model, api_key=api_key, timeout=args.timeout,
+                             retries=args.retries, backoff=args.backoff, temperature=args.temperature)
+        counts = judge_predictions(read_predictions(args.predictions), args.output, client, workers=args.workers)
+        try:
+            print(format_table(summarize(read_jsonl(args.output))))
+        except ValueError as err:  # every item failed: there is no table to print
+            print(f"[judge] {err}")
+        if counts["errors"]:
+            raise SystemExit(f"{counts['errors']} item(s) failed to be judged; rerun the same command to retry")
+    else:
+        items = load_bench_d(args.question_file or Path(args.bench_dir) / QUESTION_FILE)
+        items, output, num_frames, answer_fn = prepare_run(args, items)
+        default_root = Path(args.bench_dir) / VIDEO_SUBFOLDER
+        video_root = args.video_folder or (default_root if default_root.is_dir() else args.bench_dir)
+        run_bench_d(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
+        print(f"[bench_d] predictions in {output}; judge with: python -m bench.bench_d judge {output} --output ...")
+
+
+if __name__ == "__main__":
+    main()

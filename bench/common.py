@@ -1,0 +1,267 @@
+"""Shared plumbing for the VideoRefer-Bench runners: resumable JSONL, sharding, loading the official JSON files.
+
+Nothing here imports the model: the runners take an ``answer_fn`` and only the default one (``videorefer_answer_fn``)
+imports ``videorefer`` lazily, so scoring, judging and the tests of this plumbing run without torch or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+#: ``answer_fn(video_path_or_folder, annotation, question, mode, num_frames) -> str``. ``annotation`` is the item's
+#: official annotation list ``[{"<frame>": {"segmentation": RLE | polygon | None}}, ...]`` (one dict per object, in
+#: the order of the ``<region>`` tags; in single mode already reduced to the item's ``frame_idx``).
+AnswerFn = Callable[[str, list, str, str, int], str]
+
+OFFICIAL_NUM_FRAMES = 8  # what the official eval's process_video samples; training used 16
+
+
+# ----------------------------------------------------------------------------------------------------------- JSONL
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file, tolerating a truncated last line (a run killed mid-write).
+
+    A broken line anywhere but at the end is an error naming the line: that is corruption, not an interrupted write.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records: list[dict] = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    # A file written by JsonlWriter ends with "\n", so the final element is "" unless the last write was cut short.
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                print(f"[bench] {path}: ignoring truncated last line {number} (interrupted run)", file=sys.stderr)
+                continue
+            raise ValueError(f"{path}: line {number} is not valid JSON ({err}); the file is corrupted") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number} is {type(record).__name__}, expected a JSON object")
+        records.append(record)
+    return records
+
+
+def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
+    """Map ``str(id)`` to the last record with that id (later lines supersede earlier ones, e.g. a retried judge)."""
+    out: dict[str, dict] = {}
+    for record in records:
+        if "id" not in record:
+            raise ValueError(f"record without an 'id' field: {str(record)[:200]}")
+        out[str(record["id"])] = record
+    return out
+
+
+class JsonlWriter:
+    """Append-only JSONL writer that makes every record durable before returning (flush + fsync per line).
+
+    On open, a partial last line left by a killed run is cut off, so the next record starts on a fresh line; that
+    item was never counted as finished (``read_jsonl`` ignores it) and is simply redone.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_partial_tail()
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _drop_partial_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1  # 0 when the only line is partial
+        print(f"[bench] {self.path}: dropping a partial last line ({len(data) - keep} bytes)", file=sys.stderr)
+        with open(self.path, "r+b") as f:
+            f.truncate(keep)
+
+    def write(self, record: dict) -> None:
+        """Write one record as one line and force it to disk."""
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -------------------------------------------------------------------------------------------------------- sharding
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (0-based shard i of n)."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"--shard must look like 'i/n' (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: need n >= 1 and 0 <= i < n")
+    return i, n
+
+
+def shard_items(items: list, i: int, n: int) -> list:
+    """Contiguous shard i of n (like the official ``--chunk-idx``), balanced so no shard is ever missing."""
+    return items[i * len(items) // n : (i + 1) * len(items) // n]
+
+
+def shard_output_path(output: str | Path, shard: tuple[int, int] | None) -> Path:
+    """``preds.jsonl`` -> ``preds.shard1of4.jsonl`` so shards on different GPUs never share a file."""
+    output = Path(output)
+    if shard is None:
+        return output
+    i, n = shard
+    return output.with_name(f"{output.stem}.shard{i}of{n}{output.suffix}")
+
+
+# --------------------------------------------------------------------------------------------- official bench JSON
+def _fail(path: Path, index: int, item: Any, message: str) -> ValueError:
+    ident = item.get("id", "?") if isinstance(item, dict) else "?"
+    return ValueError(f"{path}: item #{index} (id={ident}): {message}")
+
+
+def _check_annotation(path: Path, index: int, item: dict) -> None:
+    annotation = item["annotation"]
+    if not isinstance(annotation, list) or not annotation:
+        raise _fail(path, index, item, "'annotation' must be a non-empty list (one dict per object)")
+    for k, obj in enumerate(annotation):
+        if not isinstance(obj, dict) or not obj:
+            raise _fail(path, index, item, f"annotation[{k}] must be a non-empty dict frame -> {{'segmentation': ...}}")
+        for frame, entry in obj.items():
+            if not str(frame).lstrip("-").isdigit() or int(frame) < 0:
+                raise _fail(path, index, item, f"annotation[{k}] has frame key {frame!r}, expected a frame index")
+            if not isinstance(entry, dict) or "segmentation" not in entry:
+                raise _fail(path, index, item, f"annotation[{k}][{frame!r}] has no 'segmentation' field")
+
+
+def load_bench_json(path: str | Path, required: dict[str, type | tuple[type, ...]]) -> list[dict]:
+    """Load an official benchmark JSON list and check each item's fields and the shape of its annotation."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of items, got {type(data).__name__}")
+    seen: set[str] = set()
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise _fail(path, index, item, f"expected an object, got {type(item).__name__}")
+        missing = [name for name in required if name not in item]
+        if missing:
+            raise _fail(path, index, item, f"missing field(s) {missing}")
+        for name, kind in required.items():
+            if not isinstance(item[name], kind):
+                raise _fail(path, index, item, f"field {name!r} has type {type(item[name]).__name__}")
+        _check_annotation(path, index, item)
+        if str(item["id"]) in seen:
+            raise _fail(path, index, item, "duplicate id")
+        seen.add(str(item["id"]))
+    return data
+
+
+def restrict_annotation(item: dict, mode: str) -> list[dict]:
+    """The objects' annotation the model sees: all annotated frames (multi) or only ``frame_idx`` (single).
+
+    Single mode follows the official inference scripts: every object keeps only its mask at ``item["frame_idx"]``.
+    """
+    if mode == "multi":
+        return item["annotation"]
+    if mode != "single":
+        raise ValueError(f"mode must be 'single' or 'multi', got {mode!r}")
+    frame = str(item.get("frame_idx"))
+    out = []
+    for k, obj in enumerate(item["annotation"]):
+        keys = {str(key): key for key in obj}
+        if frame not in keys:
+            raise ValueError(
+                f"item id={item.get('id')}: single mode needs object {k}'s mask at frame_idx={frame}, "
+                f"but it is annotated at frames {sorted(keys, key=int)[:10]}"
+            )
+        out.append({frame: obj[keys[frame]]})
+    return out
+
+
+def resolve_video(video_root: str | Path, video: str) -> Path:
+    """Path of an item's video (a file, or a DAVIS/MeViS-style folder of frames) under ``video_root``."""
+    return Path(video_root) / video
+
+
+def check_videos(items: list[dict], video_root: str | Path) -> None:
+    """Fail before any inference if videos are missing (a multi-hour run should not die at item 900)."""
+    missing = sorted({item["video"] for item in items if not resolve_video(video_root, item["video"]).exists()})
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" ... (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        raise FileNotFoundError(f"{len(missing)} video(s) not found under {video_root}: {shown}")
+
+
+# ----------------------------------------------------------------------------------------------------- the runner
+def run_resumable(
+    items: list[dict],
+    output: str | Path,
+    predict: Callable[[dict], dict],
+    label: str = "bench",
+) -> int:
+    """Call ``predict(item)`` for every item whose id is not yet in ``output``; append each record as it finishes.
+
+    Returns the number of new records. An exception from ``predict`` stops the run naming the item; everything
+    finished so far is already on disk, so rerunning the same command continues where it stopped.
+    """
+    done = set(latest_by_id(read_jsonl(output)))
+    pending = [item for item in items if str(item["id"]) not in done]
+    print(f"[{label}] {len(items)} items, {len(items) - len(pending)} already in {output}, {len(pending)} to run")
+    start = time.monotonic()
+    with JsonlWriter(output) as writer:
+        for count, item in enumerate(pending, start=1):
+            try:
+                record = predict(item)
+            except Exception as err:
+                raise RuntimeError(f"item id={item['id']} (video {item['video']!r}) failed: {err}") from err
+            writer.write(record)
+            if count % 10 == 0 or count == len(pending):
+                rate = count / max(time.monotonic() - start, 1e-9)
+                print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s)", flush=True)
+    return len(pending)
+
+
+# -------------------------------------------------------------------------------------------------- answer fns
+def load_answer_fn(spec: str) -> AnswerFn:
+    """Import ``"package.module:function"`` (used by ``--answer-fn`` to evaluate other models or test doubles)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--answer-fn must look like 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def videorefer_answer_fn(model_path: str, **load_kwargs: Any) -> AnswerFn:
+    """The default ``answer_fn``: our ``videorefer`` package (processor + object encoder), loaded once.
+
+    The prompt is passed verbatim (official wording with ``<objectN>[<region>]``); the i-th ``<region>`` is the i-th
+    object of ``annotation``.
+    """
+    from videorefer import VideoRefer  # lazy: scoring and judging must not need torch
+    from videorefer.regions import annotation_to_objects
+    from videorefer.video_io import load_video
+
+    model = VideoRefer.from_pretrained(model_path, **load_kwargs)
+
+    def answer(video_path: str, annotation: list, question: str, mode: str, num_frames: int) -> str:
+        frames = sorted({int(frame) for obj in annotation for frame in obj})
+        video = load_video(video_path, num_frames=num_frames, extra_frame_indices=frames)
+        objects = annotation_to_objects(annotation, height=video.height, width=video.width)
+        return model.ask(video, objects, question, mode=mode)
+
+    return answer

@@ -1,0 +1,1 @@
+"""Training utilities for VideoRefer (synthetic data, fine-tuning)."""

@@ -62,7 +62,7 @@ def run_bench_d(items: list[dict], video_root: str | Path, output: str | Path, a
         return {"id": item["id"], "video": item["video"], "caption": item["caption"], "pred": pred,
                 "mode": mode, "num_frames": num_frames}
 
-    return run_resumable(items, output, predict, label="bench_d")
+    return run_resumable(items, output, predict, label="bench_d", settings={"mode": mode, "num_frames": num_frames})
 
 
 # --------------------------------------------------------------------------------------------------------- table

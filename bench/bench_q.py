@@ -168,7 +168,7 @@ def run_bench_q(items: list[dict], video_root: str | Path, output: str | Path, a
         return {"id": item["id"], "video": item["video"], "Answer": item["Answer"], "pred": pred,
                 "type": item["type"], "mode": mode, "num_frames": num_frames}
 
-    return run_resumable(items, output, predict, label="bench_q")
+    return run_resumable(items, output, predict, label="bench_q", settings={"mode": mode, "num_frames": num_frames})
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> None:

@@ -214,13 +214,22 @@ def run_resumable(
     output: str | Path,
     predict: Callable[[dict], dict],
     label: str = "bench",
+    settings: dict | None = None,
 ) -> int:
     """Call ``predict(item)`` for every item whose id is not yet in ``output``; append each record as it finishes.
 
     Returns the number of new records. An exception from ``predict`` stops the run naming the item; everything
-    finished so far is already on disk, so rerunning the same command continues where it stopped.
+    finished so far is already on disk, so rerunning the same command continues where it stopped. ``settings``
+    (e.g. mode and num_frames, also stored in each record) must match the records already in ``output``: resuming
+    with other settings would silently mix two evaluations in one file.
     """
-    done = set(latest_by_id(read_jsonl(output)))
+    existing = latest_by_id(read_jsonl(output))
+    for key, value in (settings or {}).items():
+        other = {record.get(key) for record in existing.values()} - {value}
+        if other:
+            raise ValueError(f"{output} holds results with {key}={sorted(map(str, other))}, but this run uses "
+                             f"{key}={value}; use another --output (or the same settings) to resume")
+    done = set(existing)
     pending = [item for item in items if str(item["id"]) not in done]
     print(f"[{label}] {len(items)} items, {len(items) - len(pending)} already in {output}, {len(pending)} to run")
     start = time.monotonic()

@@ -89,7 +89,8 @@ def _from_text(text: str) -> dict[str, int]:
     found: dict[str, int] = {}
     names = [re.escape(d) for d in DIMENSIONS] + list(ABBREVIATIONS)
     # "Subject Correspondence: 4", "**SC** - 4/5", "Hallucination Detection (HD): 3"
-    pattern = rf"({'|'.join(names)})\b(?:\s*\([A-Z]{{2}}\))?[\s*:\-=\"']*(\d+(?:\.\d+)?)(?!\.\d)(\s*/\s*\d+)?"
+    pattern = (rf"\b({'|'.join(names)})\b(?:\s*\([A-Z]{{2}}\))?[\s*:\-=\"']*(?:score\b[\s*:\-=\"']*)?"
+               r"(\d+(?:\.\d+)?)(?!\.\d)(\s*/\s*\d+)?")
     for name, number, denominator in re.findall(pattern, text, flags=re.IGNORECASE):
         dim = _canonical(name)
         score = _as_score(number) if not denominator or denominator.replace(" ", "") == "/5" else None

@@ -48,11 +48,12 @@ def _make_bench(root: Path, n: int) -> None:
     (root / "VideoRefer-Bench-Q.json").write_text(json.dumps(items))
 
 
-def _run(tmp_path: Path, output: Path, *extra: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, output: Path, *extra: str, kill_at: int = 0, module: str = "bench.bench_q"
+         ) -> subprocess.CompletedProcess:
     (tmp_path / "fake_model.py").write_text(FAKE_MODEL)
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path}", FAKE_CALLS=str(tmp_path / "calls.jsonl"),
                FAKE_KILL_AT=str(kill_at), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "bench.bench_q", "run", "--bench-dir", str(tmp_path / "bench"),
+    cmd = [sys.executable, "-m", module, "run", "--bench-dir", str(tmp_path / "bench"),
            "--output", str(output), "--answer-fn", "fake_model:answer", *extra]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
@@ -157,3 +158,28 @@ def test_single_mode_needs_the_mask_at_frame_idx() -> None:
     with pytest.raises(ValueError, match=r"id=9.*object 1.*frame_idx=5"):
         restrict_annotation(item, "single")
     assert restrict_annotation(item, "multi") is item["annotation"]
+
+
+def test_bench_d_runner_uses_official_layout_prompt_and_resumes(tmp_path: Path) -> None:
+    videos = tmp_path / "bench" / "Panda-70M-part"  # the default video folder of the official layout
+    videos.mkdir(parents=True)
+    items = []
+    for i in range(4):
+        (videos / f"clip{i}.mp4").write_bytes(b"")
+        items.append({"id": i, "video": f"clip{i}.mp4", "caption": f"a cat number {i}", "frame_idx": "2",
+                      "annotation": [{"2": {"segmentation": None}, "9": {"segmentation": None}}]})
+    (tmp_path / "bench" / "VideoRefer-Bench-D.json").write_text(json.dumps(items))
+    output = tmp_path / "d.jsonl"
+    assert _run(tmp_path, output, kill_at=3, module="bench.bench_d").returncode == -9
+    assert [r["id"] for r in read_jsonl(output)] == [0, 1]
+    mixed = _run(tmp_path, output, "--mode", "multi", module="bench.bench_d")  # other settings: refused
+    assert mixed.returncode != 0 and "mode=['single']" in mixed.stderr
+    result = _run(tmp_path, output, module="bench.bench_d")
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(output)
+    assert [r["id"] for r in records] == [0, 1, 2, 3]
+    assert set(records[0]) >= {"video", "caption", "pred"}  # what the judge reads
+    calls = _calls(tmp_path)
+    assert [Path(c["video"]).stem for c in calls] == ["clip0", "clip1", "clip2", "clip2", "clip3"]
+    assert calls[0]["question"] == "Please give a detailed description of the highlighted object [<region>] in the video."
+    assert all(c["frames"] == [["2"]] and c["mode"] == "single" for c in calls)

@@ -47,7 +47,8 @@ REQUIRED_FIELDS = {
     "annotation": list,
 }
 ANSWER_SUFFIX = ". Answer with the option's letter from the given choices directly."
-TYPES = ["Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions", "Future Predictions"]
+TYPES = ["Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
+         "Future Predictions"]
 
 # Published VideoRefer-7B accuracies (%), arXiv 2501.00599 Table 2 = single-frame mode (its average, 71.9, is the
 # single-frame average of Table 5); the same row is in the official benchmark README (PixelRefer repo,

@@ -181,5 +181,6 @@ def test_bench_d_runner_uses_official_layout_prompt_and_resumes(tmp_path: Path) 
     assert set(records[0]) >= {"video", "caption", "pred"}  # what the judge reads
     calls = _calls(tmp_path)
     assert [Path(c["video"]).stem for c in calls] == ["clip0", "clip1", "clip2", "clip2", "clip3"]
-    assert calls[0]["question"] == "Please give a detailed description of the highlighted object [<region>] in the video."
+    assert calls[0]["question"] == ("Please give a detailed description of the highlighted object [<region>] "
+                                    "in the video.")
     assert all(c["frames"] == [["2"]] and c["mode"] == "single" for c in calls)

@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{counts['errors']} item(s) failed to be judged; rerun the same command to retry")
     else:
         items = load_bench_d(args.question_file or Path(args.bench_dir) / QUESTION_FILE)
-        items, output, num_frames, answer_fn = prepare_run(args, items)
         default_root = Path(args.bench_dir) / VIDEO_SUBFOLDER
         video_root = args.video_folder or (default_root if default_root.is_dir() else args.bench_dir)
+        check_videos(items, video_root)  # before loading a 7B model
+        items, output, num_frames, answer_fn = prepare_run(args, items)
         run_bench_d(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
         print(f"[bench_d] predictions in {output}; judge with: python -m bench.bench_d judge {output} --output ...")
 

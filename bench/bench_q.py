@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         print(score_files(args.predictions))
         return
     items = load_bench_q(args.question_file or Path(args.bench_dir) / QUESTION_FILE)
-    items, output, num_frames, answer_fn = prepare_run(args, items)
     video_root = args.video_folder or args.bench_dir
+    check_videos(items, video_root)  # before loading a 7B model
+    items, output, num_frames, answer_fn = prepare_run(args, items)
     run_bench_q(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
     print(f"[bench_q] predictions in {output}; score with: python -m bench.bench_q score {output}")
 

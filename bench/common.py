@@ -256,21 +256,22 @@ def load_answer_fn(spec: str) -> AnswerFn:
 
 
 def videorefer_answer_fn(model_path: str, **load_kwargs: Any) -> AnswerFn:
-    """The default ``answer_fn``: our ``videorefer`` package (processor + object encoder), loaded once.
+    """The default ``answer_fn``: our ``videorefer`` package (its processor and object encoder), loaded once.
 
     The prompt is passed verbatim (official wording with ``<objectN>[<region>]``); the i-th ``<region>`` is the i-th
-    object of ``annotation``.
+    object of ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner, so the model
+    only sees the masks it should.
     """
     from videorefer import VideoRefer  # lazy: scoring and judging must not need torch
     from videorefer.regions import annotation_to_objects
-    from videorefer.video_io import load_video
+    from videorefer.video_io import video_info
 
     model = VideoRefer.from_pretrained(model_path, **load_kwargs)
 
     def answer(video_path: str, annotation: list, question: str, mode: str, num_frames: int) -> str:
-        frames = sorted({int(frame) for obj in annotation for frame in obj})
-        video = load_video(video_path, num_frames=num_frames, extra_frame_indices=frames)
-        objects = annotation_to_objects(annotation, height=video.height, width=video.width)
-        return model.ask(video, objects, question, mode=mode)
+        total, _fps, height, width = video_info(video_path)
+        objects = annotation_to_objects(annotation, height=height, width=width, num_frames=total)
+        # Passing the path (not decoded frames) lets the model cache frames of videos shared by several questions.
+        return model.ask(video_path, objects, question, num_frames=num_frames)
 
     return answer

@@ -150,7 +150,7 @@ def make_video(name: str, wanted: dict[str, str], rng: np.random.Generator, size
         objects, ok = [], True
         for colour, shape, direction in zip(colours, shapes, directions):
             radius = float(rng.uniform(6.0, 8.0) * scale)
-            speed = float(rng.uniform(1.5, 2.5) * scale)
+            speed = float(rng.uniform(1.5, 2.5) * scale * min(1.0, 7 / (num_frames - 1)))  # travel <= ~17 px @64
             step = np.array(DIRECTIONS[direction], dtype=np.float64) * speed
             travel = step * (num_frames - 1)
             low = radius + 1 - np.minimum(travel, 0)  # keep the whole trajectory inside the frame

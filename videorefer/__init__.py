@@ -6,6 +6,9 @@ Importing the package registers `videorefer_qwen2` with transformers' `AutoConfi
 from .configuration_videorefer import REGION_TOKEN, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .modeling_videorefer import VideoReferQwen2ForCausalLM, VisualFeatures
 from .object_encoder import ObjectEncoder, mask_pooling, temporal_merge
+from .processing_videorefer import VideoReferProcessor, region_question
+from .video_io import Video, load_video
+from .api import DEFAULT_MODEL_ID, VideoRefer, load_model_and_processor
 
 __all__ = [
     "REGION_TOKEN",
@@ -16,4 +19,11 @@ __all__ = [
     "ObjectEncoder",
     "mask_pooling",
     "temporal_merge",
+    "VideoReferProcessor",
+    "region_question",
+    "Video",
+    "load_video",
+    "VideoRefer",
+    "DEFAULT_MODEL_ID",
+    "load_model_and_processor",
 ]

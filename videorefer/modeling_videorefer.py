@@ -119,8 +119,7 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
             grids = features[rows].reshape(-1, grid, grid, features.shape[-1])  # (k, h, w, C)
             masks = region_masks[i].to(features.device)
             pooled, merged, per_object = inner.region_encoder.pool_and_merge(grids, masks, masks_per_object[i])
-            weight = inner.region_encoder.feat_linear[0].weight
-            object_tokens.append(inner.region_encoder.feat_linear(merged.to(weight.dtype)))
+            object_tokens.append(inner.region_encoder.project(merged))
             counts.append(per_object)
             pooled_all.append(pooled)
             merged_all.append(merged)

@@ -81,9 +81,10 @@ def temporal_merge_padded(
         group = torch.cat([torch.zeros(o, 1, dtype=torch.long, device=device), cut.long().cumsum(1)], dim=1)
     else:
         group = torch.zeros(o, 1, dtype=torch.long, device=device)
+    # Objects with at most `keep` tokens are not merged: every token is its own group.
+    group = torch.where((lengths > keep).unsqueeze(1), group, steps.unsqueeze(0))
     in_object = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (o, k)
     counts = group.masked_fill(~in_object, 0).amax(dim=1) + 1  # (o,)
-    # Without a merge every token is its own group (lengths <= keep means counts == lengths).
     out_len = min(keep, k)
     flat_group = (torch.arange(o, device=device).unsqueeze(1) * out_len + group.clamp(max=out_len - 1))
     flat_group = flat_group.masked_fill(~in_object, o * out_len)  # padding goes to a dump slot
@@ -148,11 +149,13 @@ class ObjectEncoder(nn.Module):
         keep_rows = torch.arange(merged.shape[1], device=pooled.device).unsqueeze(0) < counts.unsqueeze(1)
         return pooled, merged[keep_rows], counts
 
+    def project(self, merged: torch.Tensor) -> torch.Tensor:
+        """`(m, C)` merged features to `(m, hidden)` object tokens."""
+        return self.feat_linear(merged.to(self.feat_linear[0].weight.dtype))
+
     def forward(
         self, features: torch.Tensor, masks: torch.Tensor, masks_per_object: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Object tokens `(m, hidden)` object-major, and the number of tokens of each object `(o,)`."""
         _, merged, counts = self.pool_and_merge(features, masks, masks_per_object)
-        weight = self.feat_linear[0].weight
-        tokens = self.feat_linear(merged.to(weight.dtype) if weight.is_floating_point() else merged)
-        return tokens, counts
+        return self.project(merged), counts

@@ -1,0 +1,115 @@
+"""The object encoder's two functions against straightforward loop implementations of the same math."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from videorefer.object_encoder import ObjectEncoder, mask_pooling, temporal_merge, temporal_merge_padded
+
+
+def pooling_loop(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    n, h, w, c = features.shape
+    out = torch.zeros(n, c, dtype=torch.float64)
+    for i in range(n):
+        grid = F.interpolate(masks[i][None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        total, count = torch.zeros(c, dtype=torch.float64), 0
+        for y in range(h):
+            for x in range(w):
+                if grid[y, x] > 0:
+                    total += features[i, y, x].double()
+                    count += 1
+        out[i] = total / count if count else 0
+    return out
+
+
+def merge_loop(tokens: torch.Tensor, keep: int) -> torch.Tensor:
+    k = tokens.shape[0]
+    if k <= keep:
+        return tokens
+    sims = [float(F.cosine_similarity(tokens[i], tokens[i + 1], dim=0)) for i in range(k - 1)]
+    threshold = sorted(sims, reverse=True)[k - keep - 1]
+    groups, current = [], []
+    for i in range(k - 1):
+        current.append(tokens[i])
+        if sims[i] < threshold:
+            groups.append(torch.stack(current).mean(0))
+            current = []
+    current.append(tokens[k - 1])
+    groups.append(torch.stack(current).mean(0))
+    return torch.stack(groups)
+
+
+@pytest.mark.parametrize("n,h,w,c,H,W", [(1, 4, 4, 8, 48, 64), (5, 27, 27, 16, 72, 96), (3, 13, 7, 4, 13, 7), (2, 8, 8, 3, 5, 9)])
+def test_mask_pooling_matches_loop(n, h, w, c, H, W):
+    gen = torch.Generator().manual_seed(n * 100 + h)
+    features = torch.randn(n, h, w, c, generator=gen)
+    masks = torch.rand(n, H, W, generator=gen) > 0.7
+    ours = mask_pooling(features, masks.to(torch.uint8))
+    assert ours.shape == (n, c)
+    torch.testing.assert_close(ours.double(), pooling_loop(features, masks), atol=1e-5, rtol=1e-5)
+
+
+def test_mask_pooling_empty_mask_gives_zeros_and_bool_equals_uint8():
+    features = torch.randn(2, 4, 4, 6)
+    masks = torch.zeros(2, 40, 40, dtype=torch.bool)
+    masks[1, 5:20, 5:20] = True
+    pooled = mask_pooling(features, masks)
+    assert torch.equal(pooled[0], torch.zeros(6))
+    assert pooled[1].abs().sum() > 0
+    torch.testing.assert_close(pooled, mask_pooling(features, masks.to(torch.uint8)))
+
+
+def test_mask_pooling_shape_errors():
+    with pytest.raises(ValueError, match="feature grids"):
+        mask_pooling(torch.randn(2, 4, 4, 3), torch.ones(3, 8, 8))
+    with pytest.raises(ValueError, match=r"\(n, h, w, c\)"):
+        mask_pooling(torch.randn(4, 4, 3), torch.ones(3, 8, 8))
+
+
+@pytest.mark.parametrize("k,keep,c", [(1, 4, 8), (4, 4, 8), (5, 4, 8), (8, 4, 32), (16, 4, 16), (16, 2, 5), (9, 1, 3)])
+def test_temporal_merge_matches_loop(k, keep, c):
+    gen = torch.Generator().manual_seed(k * 10 + keep)
+    tokens = torch.randn(k, c, generator=gen)
+    ours = temporal_merge(tokens, keep)
+    expected = merge_loop(tokens, keep)
+    assert ours.shape == expected.shape
+    assert ours.shape[0] == min(k, keep)
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_temporal_merge_keeps_contiguous_runs():
+    # Frames 0-2 nearly identical, 3-5 nearly identical, 6 and 7 distinct: with keep=4 the runs are kept together.
+    base = torch.eye(4)
+    tokens = torch.stack([base[0], base[0] * 1.01, base[0], base[1], base[1], base[1] * 0.99, base[2], base[3]])
+    merged = temporal_merge(tokens, keep=4)
+    torch.testing.assert_close(merged, torch.stack([tokens[0:3].mean(0), tokens[3:6].mean(0), base[2], base[3]]))
+
+
+def test_padded_merge_equals_single_merges():
+    gen = torch.Generator().manual_seed(3)
+    lengths = [1, 7, 3, 16, 5]
+    tokens = [torch.randn(n, 12, generator=gen) for n in lengths]
+    padded = torch.zeros(len(lengths), max(lengths), 12)
+    for j, t in enumerate(tokens):
+        padded[j, : t.shape[0]] = t
+    merged, counts = temporal_merge_padded(padded, torch.tensor(lengths), keep=4)
+    for j, t in enumerate(tokens):
+        torch.testing.assert_close(merged[j, : counts[j]], merge_loop(t, 4), atol=1e-6, rtol=1e-5)
+
+
+def test_object_encoder_equals_per_object_loop():
+    gen = torch.Generator().manual_seed(7)
+    per_object = [1, 8, 3, 6]
+    features = torch.randn(sum(per_object), 5, 5, 16, generator=gen)
+    masks = torch.rand(sum(per_object), 30, 40, generator=gen) > 0.5
+    encoder = ObjectEncoder(16, 24).eval()
+    tokens, counts = encoder(features, masks, torch.tensor(per_object))
+    expected, start = [], 0
+    for n in per_object:
+        pooled = pooling_loop(features[start : start + n], masks[start : start + n]).float()
+        expected.append(encoder.feat_linear(merge_loop(pooled, 4)))
+        start += n
+    assert counts.tolist() == [min(n, 4) for n in per_object]
+    torch.testing.assert_close(tokens, torch.cat(expected), atol=1e-5, rtol=1e-5)

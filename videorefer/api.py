@@ -1,0 +1,285 @@
+"""The high-level API: load a published checkpoint and ask about objects in a video.
+
+    from videorefer import VideoRefer
+    vr = VideoRefer.from_pretrained("DAMO-NLP-SG/VideoRefer-7B", quantization="4bit")
+    vr.describe("video.mp4", {0: mask})                       # one object: frame index -> (H, W) mask
+    vr.ask("video.mp4", [obj_a, obj_b], "What is <object0> doing to <object1>?")
+
+Follow-up questions about the same video and objects reuse the decoded frames and the visual tokens (see
+`VisualCache`), so only the language model runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import BitsAndBytesConfig, TextIteratorStreamer
+
+from .configuration_videorefer import VideoReferQwen2Config
+from .modeling_videorefer import VideoReferQwen2ForCausalLM, VisualFeatures
+from .processing_videorefer import ObjectMasks, VideoReferProcessor, region_question
+from .video_io import Video, VideoSource, load_video
+
+__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID", "DESCRIBE_PROMPT"]
+
+DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-7B"
+# The official Bench-D / captioning prompt.
+DESCRIBE_PROMPT = "Please give a detailed description of the highlighted object [<region>] in the video."
+QUANTIZATIONS = (None, "none", "8bit", "4bit")
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model_and_processor(
+    model_id: str | os.PathLike = DEFAULT_MODEL_ID,
+    quantization: str | None = None,
+    device: str | None = None,
+    device_map: str | dict | None = None,
+    dtype: torch.dtype | str | None = None,
+    adapter: str | os.PathLike | None = None,
+    attn_implementation: str | None = None,
+    **hub_kwargs: Any,
+) -> tuple[VideoReferQwen2ForCausalLM, VideoReferProcessor]:
+    """Load a checkpoint in the official layout (a folder or a Hub id), optionally quantised and with a peft adapter.
+
+    Quantisation (bitsandbytes `8bit` / `4bit`) applies to the language model's linear layers; the vision tower,
+    connector, object encoder and output layer stay in `dtype`.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of none, 8bit, 4bit; got {quantization!r}")
+    path = str(model_id)
+    if os.path.isdir(path):
+        missing = [name for name in ("config.json",) if not os.path.isfile(os.path.join(path, name))]
+        if not any(f.endswith(".safetensors") or f.endswith(".bin") for f in os.listdir(path)):
+            missing.append("model weights (*.safetensors or *.bin)")
+        if missing:
+            raise ValueError(f"the checkpoint folder {path} is missing {', '.join(missing)}")
+    device = device or _default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    elif isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    config = VideoReferQwen2Config.from_pretrained(path, **hub_kwargs)
+    kwargs: dict[str, Any] = dict(config=config, dtype=dtype, **hub_kwargs)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization in ("8bit", "4bit"):
+        skip = VideoReferQwen2ForCausalLM.full_precision_modules
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+            if quantization == "8bit"
+            else BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+                bnb_4bit_use_double_quant=True, llm_int8_skip_modules=skip,
+            )
+        )
+        kwargs["device_map"] = device_map or {"": device}
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
+    model = VideoReferQwen2ForCausalLM.from_pretrained(path, **kwargs)
+    if "device_map" not in kwargs:
+        model.to(device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    processor = VideoReferProcessor.from_pretrained(path, config=model.config, **hub_kwargs)
+    if processor.region_token_index != model.region_token_index:
+        raise ValueError(
+            f"the tokenizer's <region> id {processor.region_token_index} differs from the model's "
+            f"{model.region_token_index}: tokenizer and weights come from different checkpoints"
+        )
+    return model, processor
+
+
+class VisualCache:
+    """A small LRU of decoded videos and visual tokens, keyed by video source and masks."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def _source_key(video: VideoSource | Video) -> str | None:
+    """A key for a video that stays the same across calls, or None when it cannot be had cheaply."""
+    if isinstance(video, (str, os.PathLike)) and os.path.exists(video):
+        stat = os.stat(video)
+        return f"{os.path.abspath(video)}:{stat.st_mtime_ns}:{stat.st_size}"
+    if isinstance(video, np.ndarray):
+        return "array:" + hashlib.blake2b(np.ascontiguousarray(video).data, digest_size=16).hexdigest()
+    return None
+
+
+def _objects_key(objects: Sequence[ObjectMasks]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for k, obj in enumerate(objects):
+        for frame in sorted(obj):
+            mask = np.ascontiguousarray(np.asarray(obj[frame], dtype=bool))
+            digest.update(f"{k}:{frame}:{mask.shape}".encode())
+            digest.update(np.packbits(mask).tobytes())
+    return digest.hexdigest()
+
+
+class VideoRefer:
+    """A loaded model + processor with the questions people ask: `describe`, `ask`, `ask_stream`."""
+
+    def __init__(self, model: VideoReferQwen2ForCausalLM, processor: VideoReferProcessor, cache_size: int = 4):
+        self.model = model
+        self.processor = processor
+        self.cache = VisualCache(cache_size)
+        self.generation_defaults: dict[str, Any] = dict(do_sample=False, max_new_tokens=512)
+
+    @classmethod
+    def from_pretrained(cls, model_id: str | os.PathLike = DEFAULT_MODEL_ID, **kwargs: Any) -> "VideoRefer":
+        """See `load_model_and_processor` for the arguments (quantization, device, device_map, dtype, adapter)."""
+        return cls(*load_model_and_processor(model_id, **kwargs))
+
+    @property
+    def device(self) -> torch.device:
+        return next(p for p in self.model.parameters()).device
+
+    # ------------------------------------------------------------------ inputs
+    def prepare(
+        self,
+        video: VideoSource | Video,
+        regions: Sequence[ObjectMasks],
+        question: str,
+        history: Sequence[tuple[str, str]] | None = None,
+        num_frames: int | None = None,
+    ) -> dict[str, Any]:
+        """Model inputs for a question; reuses cached frames and visual tokens of the same video and regions."""
+        text = region_question(question, len(regions))
+        frames_needed = sorted({int(f) for obj in regions for f in obj})
+        source_key = _source_key(video)
+        num_frames = num_frames or self.processor.num_frames
+        decoded = None
+        if source_key is not None:
+            decoded = self.cache.get(f"video:{source_key}:{num_frames}:{frames_needed}")
+        if decoded is None:
+            decoded = load_video(video, num_frames, extra_frame_indices=frames_needed)
+            if source_key is not None:
+                self.cache.put(f"video:{source_key}:{num_frames}:{frames_needed}", decoded)
+        inputs = self.processor(decoded, text, regions, history=history, num_frames=num_frames)
+        visual_key = f"visual:{source_key}:{num_frames}:{_objects_key(regions)}" if source_key else None
+        visual: VisualFeatures | None = self.cache.get(visual_key) if visual_key else None
+        if visual is None:
+            with torch.inference_mode():
+                visual = self._model().encode_visual(*self._visual_args(inputs))
+            if visual_key:
+                visual.frame_features = None  # keep only what later questions need
+                self.cache.put(visual_key, visual)
+        return {
+            "input_ids": inputs["input_ids"].to(self.device),
+            "attention_mask": inputs["attention_mask"].to(self.device),
+            "visual_features": visual,
+        }
+
+    def _model(self) -> VideoReferQwen2ForCausalLM:
+        """The VideoRefer model under a peft wrapper, if any."""
+        model = self.model
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def _visual_args(self, inputs: Mapping[str, Any]) -> tuple:
+        device = self.device
+        dtype = self._model().model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight.dtype
+        to = lambda xs: [x.to(device) for x in xs]  # noqa: E731
+        return (
+            inputs["pixel_values"].to(device, dtype),
+            to(inputs["region_masks"]),
+            to(inputs["region_frames"]),
+            to(inputs["masks_per_object"]),
+            [x.to(device, dtype) for x in inputs["region_pixel_values"]],
+        )
+
+    # ------------------------------------------------------------------ questions
+    def ask(
+        self,
+        video: VideoSource | Video,
+        regions: Sequence[ObjectMasks],
+        question: str,
+        history: Sequence[tuple[str, str]] | None = None,
+        num_frames: int | None = None,
+        **generation: Any,
+    ) -> str:
+        """Answer `question` about `regions` (objects named `<object0>`, `<object1>`, ... in the question)."""
+        inputs = self.prepare(video, regions, question, history, num_frames)
+        with torch.inference_mode():
+            ids = self.model.generate(**inputs, **self._generation(generation))
+        return self.processor.decode(ids[0])
+
+    def describe(self, video: VideoSource | Video, region: ObjectMasks, **kwargs: Any) -> str:
+        """A detailed description of one object, with the official captioning prompt."""
+        return self.ask(video, [region], DESCRIBE_PROMPT, **kwargs)
+
+    def ask_stream(
+        self,
+        video: VideoSource | Video,
+        regions: Sequence[ObjectMasks],
+        question: str,
+        history: Sequence[tuple[str, str]] | None = None,
+        num_frames: int | None = None,
+        stop_event: threading.Event | None = None,
+        **generation: Any,
+    ) -> Iterator[str]:
+        """Like `ask`, yielding the answer as it grows. Setting `stop_event` ends generation early."""
+        inputs = self.prepare(video, regions, question, history, num_frames)
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=False, skip_special_tokens=True)
+        settings = self._generation(generation)
+        if stop_event is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class _Stop(StoppingCriteria):
+                def __call__(self, input_ids, scores, **kwargs) -> bool:
+                    return stop_event.is_set()
+
+            settings["stopping_criteria"] = StoppingCriteriaList([_Stop()])
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**inputs, streamer=streamer, **settings)
+            except BaseException as error:  # re-raised in the caller's thread
+                failure.append(error)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text.strip()
+        worker.join()
+        if failure:
+            raise failure[0]
+
+    def _generation(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        settings = {**self.generation_defaults, **overrides}
+        tokenizer = self.processor.tokenizer
+        settings.setdefault("eos_token_id", tokenizer.eos_token_id)
+        settings.setdefault("pad_token_id", tokenizer.eos_token_id)
+        if not settings.get("do_sample"):
+            settings.pop("temperature", None)
+            settings.pop("top_p", None)
+        return settings

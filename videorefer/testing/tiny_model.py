@@ -1,0 +1,113 @@
+"""A tiny, randomly initialised VideoRefer model and tokenizer, built in code (no download).
+
+`build_tiny_videorefer(folder)` writes the official checkpoint layout (as `tests/fixtures/official-tiny` was written by
+the official code): `config.json` naming its vision tower by a relative folder, `model.safetensors` with every tensor,
+the tokenizer files, and the tower's folder with its `config.json` and `preprocessor_config.json`. Tests, the demo's
+`--tiny` mode and the synthetic training task then load it through `from_pretrained`, the path users hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, SiglipVisionConfig
+
+from ..configuration_videorefer import REGION_TOKEN, VideoReferQwen2Config
+from ..modeling_videorefer import VideoReferQwen2ForCausalLM
+from ..processing_videorefer import VideoReferProcessor
+
+__all__ = ["build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "TINY_VISION_FOLDER"]
+
+TINY_VISION_FOLDER = "tiny-siglip-vision"
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# The Qwen2-Instruct ChatML template (adds the default system message), as the official tokenizer uses.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+# Words of the prompts used across the project (questions, the synthetic task's answers), so they tokenise compactly.
+CORPUS = [
+    "You are a helpful assistant.",
+    "Please give a detailed description of the highlighted object in the video.",
+    "There are two objects: <object0>, <object1>. What is the relationship between <object0> and <object1>?",
+    "What colour is it? red green blue yellow white black purple orange",
+    "What shape is it? circle square triangle. Which way does it move? left right up down",
+    "Is it to the left of the other? yes no. Which is further left, first or second?",
+    "Answer with the option's letter from the given choices directly. (A) (B) (C) (D)",
+    "The object is a person riding a bike across the street while a dog runs beside it.",
+]
+
+
+def build_tiny_tokenizer(vocab_size: int = 420) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with Qwen2's special tokens and `<region>` added last (ids: vocab, vocab+1, ...)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS) - 1,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    wrapped.add_special_tokens({"additional_special_tokens": [*SPECIAL_TOKENS[1:], REGION_TOKEN]})
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def tiny_config(vocab_size: int, image_size: int = 56, patch_size: int = 14, num_frames: int = 8, **overrides) -> VideoReferQwen2Config:
+    """VideoRefer-7B's architecture at toy sizes (the official fixture's sizes by default)."""
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        image_size=image_size, patch_size=patch_size, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+    )
+    settings = dict(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, rope_theta=1e6, rms_norm_eps=1e-6,
+        tie_word_embeddings=False, mm_vision_tower=TINY_VISION_FOLDER, mm_hidden_size=vision.hidden_size,
+        num_frames=num_frames, vision_config=vision,
+    )
+    settings.update(overrides)
+    return VideoReferQwen2Config(**settings)
+
+
+def build_tiny_videorefer(
+    folder: str | os.PathLike, seed: int = 0, image_size: int = 56, num_frames: int = 8, **config_overrides
+) -> Path:
+    """Write a random tiny VideoRefer checkpoint in the official layout to `folder` and return its path."""
+    folder = Path(folder)
+    tokenizer = build_tiny_tokenizer()
+    vocab = len(tokenizer)
+    config = tiny_config(vocab, image_size=image_size, num_frames=num_frames, **config_overrides)
+    config.bos_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    model = VideoReferQwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    # Official layout: config.json names the tower by a folder; the tower folder holds its own configs.
+    tower = folder / TINY_VISION_FOLDER
+    tower.mkdir(exist_ok=True)
+    config.vision_config.save_pretrained(tower)
+    processor = VideoReferProcessor(tokenizer, image_size=image_size, num_frames=num_frames)
+    processor.save_pretrained(folder)
+    (folder / "processor_config.json").unlink()  # official checkpoints have none: num_frames comes from config.json
+    (tower / "preprocessor_config.json").write_text((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").unlink()
+    saved = json.loads((folder / "config.json").read_text())
+    saved.pop("vision_config", None)
+    (folder / "config.json").write_text(json.dumps(saved, indent=2))
+    return folder

@@ -87,6 +87,10 @@ def build_tiny_sam2(save_dir: str | os.PathLike, seed: int = 0) -> str:
     os.makedirs(save_dir, exist_ok=True)
     torch.manual_seed(seed)
     model = Sam2VideoModel(tiny_sam2_config()).eval()
+    with torch.no_grad():
+        # Random weights score "no object" about half the time, which blanks whole masks; a positive bias on the
+        # object-score head makes the tiny model always answer "present", so tests see non-trivial masks.
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
     model.save_pretrained(save_dir)
     tiny_sam2_processor().save_pretrained(save_dir)
     return save_dir

@@ -167,8 +167,13 @@ class VideoRefer:
         question: str,
         history: Sequence[tuple[str, str]] | None = None,
         num_frames: int | None = None,
+        allow_empty_masks: bool = False,
     ) -> dict[str, Any]:
-        """Model inputs for a question; reuses cached frames and visual tokens of the same video and regions."""
+        """Model inputs for a question; reuses cached frames and visual tokens of the same video and regions.
+
+        `allow_empty_masks` lets an all-zero mask through (its pooled feature is zero), as the official benchmark
+        code does for annotations whose segmentation is null; by default an empty mask is an error.
+        """
         text = region_question(question, len(regions))
         frames_needed = sorted({int(f) for obj in regions for f in obj})
         source_key = _source_key(video)
@@ -180,7 +185,8 @@ class VideoRefer:
             decoded = load_video(video, num_frames, extra_frame_indices=frames_needed)
             if source_key is not None:
                 self.cache.put(f"video:{source_key}:{num_frames}:{frames_needed}", decoded)
-        inputs = self.processor(decoded, text, regions, history=history, num_frames=num_frames)
+        inputs = self.processor(decoded, text, regions, history=history, num_frames=num_frames,
+                                 allow_empty_masks=allow_empty_masks)
         visual_key = f"visual:{source_key}:{num_frames}:{_objects_key(regions)}" if source_key else None
         visual: VisualFeatures | None = self.cache.get(visual_key) if visual_key else None
         if visual is None:
@@ -220,10 +226,11 @@ class VideoRefer:
         question: str,
         history: Sequence[tuple[str, str]] | None = None,
         num_frames: int | None = None,
+        allow_empty_masks: bool = False,
         **generation: Any,
     ) -> str:
         """Answer `question` about `regions` (objects named `<object0>`, `<object1>`, ... in the question)."""
-        inputs = self.prepare(video, regions, question, history, num_frames)
+        inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
         with torch.inference_mode():
             ids = self.model.generate(**inputs, **self._generation(generation))
         return self.processor.decode(ids[0])

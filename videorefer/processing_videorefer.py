@@ -29,6 +29,7 @@ ObjectMasks = Mapping[int, np.ndarray]  # raw frame index -> (H, W) mask
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
 OBJECT_TAG = re.compile(r"<object(\d+)>")
+IGNORE_LABEL = -100  # label of tokens that do not count in the loss (as `modeling_videorefer.IGNORE_INDEX`)
 
 
 def region_question(question: str, num_objects: int) -> str:
@@ -171,13 +172,54 @@ class VideoReferProcessor:
         `text` is the user's question with one `<region>` per object (see `region_question`); `history` holds
         earlier (question, answer) turns. Returns a batch of one; see `collate` for more.
         """
-        wanted = sorted({int(f) for obj in objects for f in obj})
-        video = load_video(video, num_frames or self.num_frames, extra_frame_indices=wanted)
-        prompt = self.build_prompt(text, history)
-        ids = self.tokenize(prompt)
+        ids = self.tokenize(self.build_prompt(text, history))
+        return self._with_visual_inputs(ids, None, video, objects, num_frames, allow_empty_masks)
+
+    def build_training_example(
+        self,
+        video: VideoSource | Video,
+        conversation: Sequence[tuple[str, str]],
+        objects: Sequence[ObjectMasks] = (),
+        num_frames: int | None = None,
+        allow_empty_masks: bool = False,
+    ) -> BatchFeature:
+        """Inputs plus `labels` for a (user, assistant) conversation: only assistant turns (+ `<|im_end|>`) count.
+
+        The text is the chat prompt inference builds (`build_prompt` with the earlier turns as history) followed by
+        the answer, so each answer is learnt from exactly the prompt it is later asked with. `<region>` tokens may sit
+        in any user turn; object k is the k-th `<region>` of the whole conversation.
+        """
+        if not conversation:
+            raise ValueError("the conversation has no turns")
+        ids: list[int] = []
+        labels: list[int] = []
+        done = ""  # the text tokenised so far; each prompt must extend it
+        for k, (user, answer) in enumerate(conversation):
+            prompt = self.build_prompt(user, conversation[:k])
+            if not prompt.startswith(done):
+                raise ValueError("the chat template does not extend earlier turns; cannot mask labels by turn")
+            for piece, learn in ((prompt[len(done):], False), (answer + self.tokenizer.eos_token, True)):
+                piece_ids = self.tokenize(piece)
+                ids.extend(piece_ids)
+                labels.extend(piece_ids if learn else [IGNORE_LABEL] * len(piece_ids))
+            done = prompt + answer + self.tokenizer.eos_token
+        return self._with_visual_inputs(ids, labels, video, objects, num_frames, allow_empty_masks)
+
+    def _with_visual_inputs(
+        self,
+        ids: list[int],
+        labels: list[int] | None,
+        video: VideoSource | Video,
+        objects: Sequence[ObjectMasks],
+        num_frames: int | None,
+        allow_empty_masks: bool,
+    ) -> BatchFeature:
+        """A batch of one from token ids (and labels): decodes the frames and lays out the masks."""
         n_regions = ids.count(self.region_token_index)
         if n_regions != len(objects):
             raise ValueError(f"the prompt has {n_regions} {REGION_TOKEN} tokens but {len(objects)} objects were given")
+        wanted = sorted({int(f) for obj in objects for f in obj})
+        video = load_video(video, num_frames or self.num_frames, extra_frame_indices=wanted)
         masks, frames, per_object = self._layout_masks(video, objects, allow_empty_masks)
         extra_indices = sorted(video.extra)
         extra_pixels = self.preprocess_frames(np.stack([video.extra[i] for i in extra_indices])) if extra_indices else None
@@ -190,6 +232,8 @@ class VideoReferProcessor:
             "masks_per_object": [per_object],
             "region_pixel_values": [extra_pixels if extra_pixels is not None else torch.zeros(0, 3, self.image_size, self.image_size)],
         }
+        if labels is not None:
+            data["labels"] = torch.tensor([labels])
         return BatchFeature(data)
 
     def _layout_masks(

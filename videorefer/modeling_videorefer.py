@@ -60,7 +60,7 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
     config_class = VideoReferQwen2Config
     _no_split_modules = ["Qwen2DecoderLayer", "VisionTower", "STCConnector", "ObjectEncoder"]
     # Quantisation leaves these in full precision: the vision side, the object encoder and the output layer.
-    full_precision_modules = ["vision_tower", "mm_projector", "region_encoder", "lm_head"]
+    full_precision_modules = ["model.vision_tower", "model.mm_projector", "model.region_encoder", "lm_head"]
 
     def __init__(self, config: VideoReferQwen2Config):
         Qwen2PreTrainedModel.__init__(self, config)

@@ -149,20 +149,21 @@ def _decode_file(path: str, indices: list[int]) -> np.ndarray:
 
         reader = decord.VideoReader(path, num_threads=1)
         return reader.get_batch(indices).asnumpy()
-    except ImportError:
+    except Exception:  # decord missing, or a stream it cannot convert (e.g. some RGB codecs): PyAV decodes all
         pass
-    except Exception as error:
-        raise ValueError(f"cannot decode frames {indices} of {path}: {error}") from error
     import av
 
     wanted = set(indices)
     found: dict[int, np.ndarray] = {}
-    with av.open(path) as container:  # decode in order, convert only the wanted frames
-        for i, frame in enumerate(container.decode(video=0)):
-            if i in wanted:
-                found[i] = frame.to_ndarray(format="rgb24")
-            if i >= max(wanted):
-                break
+    try:
+        with av.open(path) as container:  # decode in order, convert only the wanted frames
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in wanted:
+                    found[i] = frame.to_ndarray(format="rgb24")
+                if i >= max(wanted):
+                    break
+    except (av.error.FFmpegError, IndexError) as error:
+        raise ValueError(f"cannot decode frames {indices} of {path}: {error}") from error
     missing = wanted - found.keys()
     if missing:
         raise ValueError(f"cannot decode frames {sorted(missing)} of {path}")

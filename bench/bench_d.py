@@ -80,12 +80,12 @@ def summarize(records: list[dict]) -> dict:
 
 def format_table(summary: dict, label: str = "ours") -> str:
     """The four averages and their mean beside the published rows; the last line is ``average: X.XX``."""
-    header = f"{'':<26}" + "".join(f"{name:>7}" for name in ["SC", "AD", "TD", "HD", "Avg."])
+    header = f"{'':<30}" + "".join(f"{name:>7}" for name in ["SC", "AD", "TD", "HD", "Avg."])
     ours = [summary["averages"][dim] for dim in DIMENSIONS] + [summary["mean"]]
     lines = [f"VideoRefer-Bench-D ({summary['n']} items scored)", header,
-             f"{label:<26}" + "".join(f"{v:7.2f}" for v in ours)]
+             f"{label:<30}" + "".join(f"{v:7.2f}" for v in ours)]
     for name, row in PUBLISHED.items():
-        lines.append(f"{name + ' (paper)':<26}" + "".join(f"{v:7.2f}" for v in row))
+        lines.append(f"{name + ' (paper)':<30}" + "".join(f"{v:7.2f}" for v in row))
     lines.append("published: arXiv 2501.00599 Table 1 / official VideoRefer-Bench README; our judge rubric is a "
                  "reconstruction (the official system prompt is not public)")
     if summary["failed"]:
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         check_videos(items, video_root)  # before loading a 7B model
         items, output, num_frames, answer_fn = prepare_run(args, items)
         run_bench_d(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
+        if hasattr(answer_fn, "summary"):
+            print(f"[bench_d] {answer_fn.summary()}")
         print(f"[bench_d] predictions in {output}; judge with: python -m bench.bench_d judge {output} --output ...")
 
 

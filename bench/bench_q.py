@@ -185,6 +185,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
                              "training used 16)")
     parser.add_argument("--shard", help="i/n: run the i-th of n contiguous parts (one per GPU)")
     parser.add_argument("--limit", type=int, help="only the first N items (smoke tests)")
+    parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
     model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
@@ -205,7 +206,11 @@ def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict]
     else:
         num_frames = args.num_frames
         print(f"[bench] num_frames = {num_frames} (--num-frames; the official eval uses {OFFICIAL_NUM_FRAMES})")
-    answer_fn = load_answer_fn(args.answer_fn) if args.answer_fn else videorefer_answer_fn(args.model)
+    if args.answer_fn:
+        answer_fn = load_answer_fn(args.answer_fn)
+    else:
+        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+        answer_fn = videorefer_answer_fn(args.model, generation=generation)
     return items, output, num_frames, answer_fn
 
 
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     check_videos(items, video_root)  # before loading a 7B model
     items, output, num_frames, answer_fn = prepare_run(args, items)
     run_bench_q(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
+    if hasattr(answer_fn, "summary"):
+        print(f"[bench_q] {answer_fn.summary()}")
     print(f"[bench_q] predictions in {output}; score with: python -m bench.bench_q score {output}")
 
 

@@ -255,23 +255,65 @@ def load_answer_fn(spec: str) -> AnswerFn:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def videorefer_answer_fn(model_path: str, **load_kwargs: Any) -> AnswerFn:
+def annotation_to_model_objects(annotation: list, height: int, width: int, total_frames: int) -> tuple[list, int]:
+    """Decode an official annotation for the model; a null segmentation becomes an all-zero mask, as officially.
+
+    The official inference scripts keep every annotated frame and feed ``np.zeros((h, w))`` where the segmentation
+    is ``null`` (the object's pooled feature on that frame is then zero); ``videorefer.regions.annotation_to_objects``
+    leaves such frames out, so they are put back here. Returns ``(objects, number of empty masks)``.
+    """
+    import numpy as np
+    from videorefer.regions import annotation_to_objects
+
+    objects = annotation_to_objects(annotation, height=height, width=width, num_frames=total_frames)
+    empty = 0
+    for obj, per_frame in zip(objects, annotation):
+        for key in per_frame:
+            frame = int(key)
+            if frame not in obj:
+                obj[frame] = np.zeros((height, width), dtype=bool)
+            if not obj[frame].any():
+                empty += 1
+    return [dict(sorted(obj.items())) for obj in objects], empty
+
+
+class VideoReferAnswerFn:
     """The default ``answer_fn``: our ``videorefer`` package (its processor and object encoder), loaded once.
 
     The prompt is passed verbatim (official wording with ``<objectN>[<region>]``); the i-th ``<region>`` is the i-th
-    object of ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner, so the model
-    only sees the masks it should.
+    object of ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner (single: only the
+    ``frame_idx`` mask), so the model sees exactly the masks it should. Items whose masks include an empty one
+    (null in the official data) are answered with ``allow_empty_masks=True`` and counted in ``empty_mask_items``.
     """
-    from videorefer import VideoRefer  # lazy: scoring and judging must not need torch
-    from videorefer.regions import annotation_to_objects
-    from videorefer.video_io import video_info
 
-    model = VideoRefer.from_pretrained(model_path, **load_kwargs)
+    def __init__(self, model: Any, **generation: Any):
+        self.model = model  # a videorefer.VideoRefer
+        self.generation = generation
+        self.empty_mask_items = 0
 
-    def answer(video_path: str, annotation: list, question: str, mode: str, num_frames: int) -> str:
+    @classmethod
+    def from_pretrained(cls, model_path: str, generation: dict | None = None, **load_kwargs: Any) -> VideoReferAnswerFn:
+        from videorefer import VideoRefer  # lazy: scoring and judging must not need torch
+
+        return cls(VideoRefer.from_pretrained(model_path, **load_kwargs), **(generation or {}))
+
+    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int) -> str:
+        from videorefer.video_io import video_info
+
         total, _fps, height, width = video_info(video_path)
-        objects = annotation_to_objects(annotation, height=height, width=width, num_frames=total)
+        objects, empty = annotation_to_model_objects(annotation, height, width, total)
+        if empty:
+            self.empty_mask_items += 1
+            print(f"[bench] {video_path}: {empty} empty/null mask(s), fed as zero masks (official behaviour)",
+                  file=sys.stderr)
         # Passing the path (not decoded frames) lets the model cache frames of videos shared by several questions.
-        return model.ask(video_path, objects, question, num_frames=num_frames)
+        return self.model.ask(video_path, objects, question, num_frames=num_frames, allow_empty_masks=empty > 0,
+                              **self.generation)
 
-    return answer
+    def summary(self) -> str:
+        return f"{self.empty_mask_items} item(s) had an empty or null mask (fed as a zero mask, as officially)"
+
+
+def videorefer_answer_fn(model_path: str, **load_kwargs: Any) -> VideoReferAnswerFn:
+    """Load ``videorefer.VideoRefer`` once and return the default answer function (see ``VideoReferAnswerFn``)."""
+    return VideoReferAnswerFn.from_pretrained(model_path, **load_kwargs)

@@ -136,7 +136,8 @@ def test_annotation_round_trip():
 
 def test_annotation_null_and_polygon_frames():
     rle = mask_to_rle(np.eye(6, 8, dtype=bool))
-    ann = [{"0": {"segmentation": rle}, "2": {"segmentation": None}, "4": None, "7": {"segmentation": [[1, 1, 5, 1, 5, 4]]}}]
+    polygon = [[1, 1, 5, 1, 5, 4]]
+    ann = [{"0": {"segmentation": rle}, "2": {"segmentation": None}, "4": None, "7": {"segmentation": polygon}}]
     (obj,) = annotation_to_objects(ann, 6, 8, num_frames=8)
     assert sorted(obj) == [0, 7]
     np.testing.assert_array_equal(obj[0], np.eye(6, 8, dtype=bool))
@@ -162,7 +163,8 @@ def test_annotation_errors(ann, kwargs, match):
 
 
 def test_annotation_mixed_sizes_rejected():
-    ann = [{"0": {"segmentation": mask_to_rle(np.zeros((6, 8), bool))}, "1": {"segmentation": mask_to_rle(np.zeros((6, 9), bool))}}]
+    a, b = mask_to_rle(np.zeros((6, 8), bool)), mask_to_rle(np.zeros((6, 9), bool))
+    ann = [{"0": {"segmentation": a}, "1": {"segmentation": b}}]
     with pytest.raises(ValueError, match="does not match"):
         annotation_to_objects(ann)
     with pytest.raises(ValueError, match="differs"):

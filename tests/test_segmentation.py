@@ -121,7 +121,11 @@ def test_brush_mask_as_prompt_is_refined_by_sam(segmenter, frames):
 
 
 def test_segment_image_several_objects(segmenter, frames):
-    prompts = {1: {"points": [[5, 6]], "labels": [1]}, 2: {"box": [1, 1, 30, 20]}, 3: {"mask": brush(), "as_drawn": True}}
+    prompts = {
+        1: {"points": [[5, 6]], "labels": [1]},
+        2: {"box": [1, 1, 30, 20]},
+        3: {"mask": brush(), "as_drawn": True},
+    }
     out = segmenter.segment_image(frames[0], prompts)
     assert sorted(out) == [1, 2, 3] and all(m.shape == (H, W) and m.dtype == bool for m in out.values())
     np.testing.assert_array_equal(out[3], brush())
@@ -131,7 +135,8 @@ def test_segment_image_several_objects(segmenter, frames):
 
 def test_add_prompts_several_objects(segmenter, frames):
     session = segmenter.init_state(frames)
-    out = session.add_prompts(1, {3: {"points": [[5, 5]]}, 4: {"box": [2, 2, 20, 20]}, 5: {"mask": brush(), "as_drawn": True}})
+    prompts = {3: {"points": [[5, 5]]}, 4: {"box": [2, 2, 20, 20]}, 5: {"mask": brush(), "as_drawn": True}}
+    out = session.add_prompts(1, prompts)
     assert sorted(out) == [3, 4, 5] and session.obj_ids == [3, 4, 5]
     np.testing.assert_array_equal(out[5], brush())
     single = segmenter.init_state(frames).add_box(1, 4, [2, 2, 20, 20])
@@ -251,8 +256,11 @@ def test_bad_frames_masks_and_ids(segmenter, frames):
         session.add_mask(0, 1, np.full((H, W), 3, np.uint8))
     with pytest.raises(ValueError, match="object id"):
         session.add_points(0, "cat", [[5, 5]], [1])
-    with pytest.raises(ValueError, match="not both"):
-        session.add_prompts(0, {1: {"mask": brush(), "box": [1, 1, 5, 5]}})
+    with pytest.raises(ValueError, match="cannot be combined"):
+        session.add_prompts(0, {1: {"mask": brush(), "box": [1, 1, 5, 5], "as_drawn": True}})
+    with pytest.raises(ValueError, match="object 2: .*outside"):
+        session.add_prompts(0, {1: {"box": [1, 1, 5, 5]}, 2: {"points": [[-3, 0]]}})
+    assert session.obj_ids == []  # all validated before anything is stored
     session.add_points(1, 1, [[5, 5]], [1])
     with pytest.raises(ValueError, match="out of range"):
         session.propagate([0, T])

@@ -136,7 +136,10 @@ def _decode(coco_rle: dict) -> np.ndarray:
 
 def _polygon_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
     if not all(
-        isinstance(p, (list, tuple)) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in p)
+        isinstance(p, (list, tuple))
+        and len(p) >= 6
+        and len(p) % 2 == 0
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in p)
         for p in polygons
     ):
         raise ValueError("invalid polygon: expected a list of flat [x0, y0, x1, y1, ...] lists with >= 3 points each")

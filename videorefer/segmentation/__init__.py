@@ -8,7 +8,7 @@
     objects = session.propagate(frame_indices=sampled)          # {obj_id: {frame_idx: bool (H, W)}}
 """
 
-from .prompts import FramePrompt
+from .prompts import FramePrompt, prompt_from_dict
 from .segmenter import DEFAULT_SAM2_CHECKPOINT, SMALLEST_SAM2_CHECKPOINT, Sam2Segmenter, load_frames
 from .session import ProgressCallback, SegmentationSession
 
@@ -20,4 +20,5 @@ __all__ = [
     "Sam2Segmenter",
     "SegmentationSession",
     "load_frames",
+    "prompt_from_dict",
 ]

@@ -5,6 +5,7 @@ Coordinates are pixels of the original frame, `x` right and `y` down (as SAM 2 a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +33,7 @@ class FramePrompt:
         return self.mask is not None and self.as_drawn and self.points is None and self.box is None
 
     def merged_with(self, other: FramePrompt) -> FramePrompt:
-        """Add `other`'s points / box to this prompt (a drawn mask then becomes a mask prompt that the clicks refine)."""
+        """Add `other`'s points / box to this prompt (a drawn mask becomes a mask prompt that the clicks refine)."""
         points, labels = self.points, self.labels
         if other.points is not None:
             points = other.points if points is None else np.concatenate([points, other.points])
@@ -92,3 +93,28 @@ def validate_mask(mask: Any, height: int, width: int, allow_empty: bool) -> np.n
     if not allow_empty and not arr.any():
         raise ValueError("brush mask is empty: nothing to use as a mask prompt (use as_drawn=True to mark absence)")
     return arr
+
+
+def prompt_from_dict(spec: Mapping[str, Any], height: int, width: int) -> FramePrompt:
+    """Validate `{"points", "labels", "box", "mask", "as_drawn"}` (all optional, labels default to positive).
+
+    A brush mask may come with clicks / a box (SAM refines them together) unless it is to be kept as drawn.
+    """
+    if isinstance(spec, FramePrompt):
+        return spec
+    pts = lab = box = mask = None
+    as_drawn = bool(spec.get("as_drawn", False))
+    if spec.get("points") is not None:
+        labels = spec.get("labels")
+        if labels is None:
+            labels = np.ones(len(np.atleast_2d(np.asarray(spec["points"]))), dtype=np.int64)
+        pts, lab = validate_points(spec["points"], labels, height, width)
+    if spec.get("box") is not None:
+        box = validate_box(spec["box"], height, width)
+    if spec.get("mask") is not None:
+        if as_drawn and (pts is not None or box is not None):
+            raise ValueError("a mask kept as drawn cannot be combined with points or a box")
+        mask = validate_mask(spec["mask"], height, width, allow_empty=as_drawn)
+    if pts is None and box is None and mask is None:
+        raise ValueError("a prompt needs points, a box or a mask")
+    return FramePrompt(pts, lab, box, mask, as_drawn)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .prompts import FramePrompt
+from .prompts import FramePrompt, prompt_from_dict
 
 DEFAULT_SAM2_CHECKPOINT = "facebook/sam2.1-hiera-large"
 SMALLEST_SAM2_CHECKPOINT = "facebook/sam2.1-hiera-tiny"  # the one to use on CPU
@@ -122,7 +122,8 @@ class Sam2Segmenter:
             for name in ("shared_image_embedding", "vision_encoder", "prompt_encoder", "mask_decoder"):
                 setattr(image_model, name, getattr(self.model, name))
             image_model.no_memory_embedding = self.model.no_memory_embedding
-            leftovers = [n for n, t in list(image_model.named_parameters()) + list(image_model.named_buffers()) if t.is_meta]
+            tensors = list(image_model.named_parameters()) + list(image_model.named_buffers())
+            leftovers = [name for name, t in tensors if t.is_meta]
             if leftovers:
                 raise RuntimeError(f"could not share SAM 2 weights with the image model: {leftovers[:5]}")
             self._image_model = image_model.eval()
@@ -134,28 +135,16 @@ class Sam2Segmenter:
     ) -> dict[int, np.ndarray]:
         """Segment several objects on one image: `{obj_id: FramePrompt | {"points", "labels", "box", "mask",
         "as_drawn"}}` -> `{obj_id: bool (H, W)}`. The image is encoded once for all objects."""
-        from .prompts import validate_box, validate_mask, validate_points
-
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
         height, width = image.shape[:2]
         checked: dict[int, FramePrompt] = {}
-        for obj_id, p in prompts.items():
-            if not isinstance(p, FramePrompt):
-                p = dict(p)
-                pts = lab = box = mask = None
-                if p.get("points") is not None:
-                    pts, lab = validate_points(p["points"], p.get("labels", np.ones(len(p["points"]))), height, width)
-                if p.get("box") is not None:
-                    box = validate_box(p["box"], height, width)
-                as_drawn = bool(p.get("as_drawn", False))
-                if p.get("mask") is not None:
-                    mask = validate_mask(p["mask"], height, width, allow_empty=as_drawn)
-                p = FramePrompt(pts, lab, box, mask, as_drawn)
-            if p.points is None and p.box is None and p.mask is None:
-                raise ValueError(f"object {obj_id}: give points, a box or a mask")
-            checked[obj_id] = p
+        for obj_id, spec in prompts.items():
+            try:
+                checked[obj_id] = prompt_from_dict(spec, height, width)
+            except ValueError as err:
+                raise ValueError(f"object {obj_id}: {err}") from None
         pixel_values = self.preprocess_frame(image)[None].to(self.device)  # (1, 3, S, S)
         return self._segment_prompts(pixel_values, checked, height, width)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._tracking import FeatureStore, ObjectTracker
-from .prompts import FramePrompt, validate_box, validate_mask, validate_points
+from .prompts import FramePrompt, prompt_from_dict, validate_box, validate_mask, validate_points
 
 if TYPE_CHECKING:
     from .segmenter import Sam2Segmenter
@@ -79,27 +79,18 @@ class SegmentationSession:
         return self._set(frame_idx, obj_id, FramePrompt(mask=arr, as_drawn=bool(as_drawn)), clear=True)
 
     def add_prompts(self, frame_idx: int, prompts: Mapping[int, Mapping[str, Any]]) -> dict[int, np.ndarray]:
-        """Several objects on one frame: `{obj_id: {"points", "labels", "box", "mask", "as_drawn"}}` (keys optional).
-        Everything is validated before anything changes; the frame is encoded once. Returns `{obj_id: mask}`."""
+        """Several objects on one frame: `{obj_id: {"points", "labels", "box", "mask", "as_drawn"}}` (keys optional;
+        a brush mask with clicks / a box is refined by SAM with them).
+        Everything is validated before anything changes; clicks and boxes share one encoding of the frame.
+        Returns `{obj_id: mask}`."""
         frame_idx = self._frame(frame_idx)
         checked: dict[int, FramePrompt] = {}
-        for obj_id, p in prompts.items():
-            obj_id, pts, lab, box, mask = self._obj(obj_id), None, None, None, None
-            as_drawn = bool(p.get("as_drawn", False))
-            if p.get("mask") is not None:
-                if p.get("points") is not None or p.get("box") is not None:
-                    raise ValueError(f"object {obj_id}: give a mask or points/box, not both")
-                mask = validate_mask(p["mask"], self.height, self.width, allow_empty=as_drawn)
-            if p.get("points") is not None:
-                labels = p.get("labels")
-                if labels is None:
-                    labels = np.ones(len(np.atleast_2d(np.asarray(p["points"]))), dtype=np.int64)
-                pts, lab = validate_points(p["points"], labels, self.height, self.width)
-            if p.get("box") is not None:
-                box = validate_box(p["box"], self.height, self.width)
-            if pts is None and box is None and mask is None:
-                raise ValueError(f"object {obj_id}: give points, a box or a mask")
-            checked[obj_id] = FramePrompt(pts, lab, box, mask, as_drawn)
+        for obj_id, spec in prompts.items():
+            obj_id = self._obj(obj_id)
+            try:
+                checked[obj_id] = prompt_from_dict(spec, self.height, self.width)
+            except ValueError as err:
+                raise ValueError(f"object {obj_id}: {err}") from None
         return {obj_id: self._set(frame_idx, obj_id, p, clear=True) for obj_id, p in checked.items()}
 
     def remove_object(self, obj_id: int) -> None:
@@ -158,9 +149,13 @@ class SegmentationSession:
         for raw in frames:
             steps += [(obj, raw, "cond") for obj, t in trackers.items() if raw in t.prompts]
         for raw in frames:
-            steps += [(o, raw, "forward") for o, t in trackers.items() if raw > t.start and raw in t.position and raw not in t.prompts]
+            steps += [
+                (obj, raw, "forward")
+                for obj, t in trackers.items()
+                if raw > t.start and raw in t.position and raw not in t.prompts
+            ]
         for raw in reversed(frames):
-            steps += [(o, raw, "reverse") for o, t in trackers.items() if raw < t.start and raw in t.position]
+            steps += [(obj, raw, "reverse") for obj, t in trackers.items() if raw < t.start and raw in t.position]
         return steps
 
     def _set(self, frame_idx: int, obj_id: int, prompt: FramePrompt, clear: bool) -> np.ndarray:
@@ -172,8 +167,7 @@ class SegmentationSession:
         if prompt.is_drawn_mask:
             mask_input = prompt.mask
         elif prompt.mask is not None:  # brush mask as a prompt (with any clicks): refined once by SAM
-            pixel_values = self.segmenter.preprocess_frame(self.frames[frame_idx])[None].to(self.segmenter.device)
-            mask_input = self.segmenter._segment_prompts(pixel_values, {obj_id: prompt}, self.height, self.width)[obj_id]
+            mask_input = self.segmenter.segment_image(self.frames[frame_idx], {obj_id: prompt})[obj_id]
         if mask_input is not None:
             mask = mask_input.copy()
         else:  # clicks / box: the video model's conditioning step, exactly what tracking will start from

@@ -23,7 +23,7 @@ from transformers import BitsAndBytesConfig, TextIteratorStreamer
 
 from .configuration_videorefer import VideoReferQwen2Config
 from .modeling_videorefer import VideoReferQwen2ForCausalLM, VisualFeatures
-from .processing_videorefer import ObjectMasks, VideoReferProcessor, region_question
+from .processing_videorefer import ObjectMasks, VideoReferProcessor, region_conversation
 from .video_io import Video, VideoSource, load_video
 
 __all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID", "DESCRIBE_PROMPT"]
@@ -121,6 +121,45 @@ class VisualCache:
             self._items.popitem(last=False)
 
 
+class PrefixCache:
+    """The language model's key/value cache of the last conversation, reused by a follow-up question.
+
+    A follow-up prompt repeats the previous prompt and answer (same video tokens, same object tokens, same text) and
+    adds a new question: only the new tokens need the language model. Prefixes are compared on the spliced input
+    embeddings, so any change of video, objects or text before a position invalidates the cache from there on.
+    """
+
+    def __init__(self) -> None:
+        self.embeds: torch.Tensor | None = None  # (L, d): the prompt and the answer of the last call
+        self.cache: Any = None
+        self.lock = threading.Lock()
+        self.reused_tokens = 0  # positions the last `take` served from the cache
+
+    def take(self, embeds: torch.Tensor, room: int) -> Any:
+        """The cache cropped to the longest prefix shared with `embeds` `(1, L, d)`, or None. Leaves it empty."""
+        with self.lock:
+            cache, previous = self.cache, self.embeds
+            self.cache = self.embeds = None
+            self.reused_tokens = 0
+        if cache is None or embeds.shape[0] != 1:
+            return None
+        cached = cache.get_seq_length()
+        n = min(cached, previous.shape[0], embeds.shape[1] - 1)  # at least one new position yields the next logits
+        shared = int((previous[:n] == embeds[0, :n]).all(-1).long().cumprod(0).sum()) if n > 0 else 0
+        max_len = cache.get_max_cache_shape() if hasattr(cache, "get_max_cache_shape") else None
+        if shared == 0 or (max_len is not None and max_len > 0 and embeds.shape[1] + room > max_len):
+            return None
+        if cached > shared:
+            cache.crop(shared - cached)  # a negative count removes tokens from the end
+        self.reused_tokens = shared
+        return cache
+
+    def store(self, embeds: torch.Tensor, answer_embeds: torch.Tensor, cache: Any) -> None:
+        with self.lock:
+            self.embeds = torch.cat([embeds[0], answer_embeds])
+            self.cache = cache
+
+
 def _source_key(video: VideoSource | Video) -> str | None:
     """A key for a video that stays the same across calls, or None when it cannot be had cheaply."""
     if isinstance(video, (str, os.PathLike)) and os.path.exists(video):
@@ -148,6 +187,8 @@ class VideoRefer:
         self.model = model
         self.processor = processor
         self.cache = VisualCache(cache_size)
+        self.prefix_cache = PrefixCache()
+        self.reuse_prefix_cache = True
         self.generation_defaults: dict[str, Any] = dict(do_sample=False, max_new_tokens=512)
 
     @classmethod
@@ -174,7 +215,7 @@ class VideoRefer:
         `allow_empty_masks` lets an all-zero mask through (its pooled feature is zero), as the official benchmark
         code does for annotations whose segmentation is null; by default an empty mask is an error.
         """
-        text = region_question(question, len(regions))
+        text, history = region_conversation(question, history, len(regions))
         frames_needed = sorted({int(f) for obj in regions for f in obj})
         source_key = _source_key(video)
         num_frames = num_frames or self.processor.num_frames
@@ -229,11 +270,13 @@ class VideoRefer:
         allow_empty_masks: bool = False,
         **generation: Any,
     ) -> str:
-        """Answer `question` about `regions` (objects named `<object0>`, `<object1>`, ... in the question)."""
+        """Answer `question` about `regions` (objects named `<object0>`, `<object1>`, ... in the question).
+
+        `history` holds earlier (question, answer) turns as the caller asked them; region tokens are laid out in the
+        first question of the conversation (see `region_conversation`).
+        """
         inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
-        with torch.inference_mode():
-            ids = self.model.generate(**inputs, **self._generation(generation))
-        return self.processor.decode(ids[0])
+        return self.processor.decode(self._generate(inputs, self._generation(generation))[0])
 
     def describe(self, video: VideoSource | Video, region: ObjectMasks, **kwargs: Any) -> str:
         """A detailed description of one object, with the official captioning prompt."""
@@ -265,8 +308,7 @@ class VideoRefer:
 
         def run() -> None:
             try:
-                with torch.inference_mode():
-                    self.model.generate(**inputs, streamer=streamer, **settings)
+                self._generate(inputs, {**settings, "streamer": streamer})
             except BaseException as error:  # re-raised in the caller's thread
                 failure.append(error)
                 streamer.end()
@@ -280,6 +322,28 @@ class VideoRefer:
         worker.join()
         if failure:
             raise failure[0]
+
+    @torch.inference_mode()
+    def _generate(self, inputs: Mapping[str, Any], settings: dict[str, Any]) -> torch.Tensor:
+        """New token ids; reuses the key/value cache of a prompt prefix shared with the last call."""
+        model = self._model()
+        embeds, attention_mask, _, _ = model.prepare_multimodal_inputs(
+            inputs["input_ids"], inputs["attention_mask"], visual_features=inputs["visual_features"], padding_side="left"
+        )
+        room = int(settings.get("max_new_tokens", 512))
+        cache = self.prefix_cache.take(embeds, room) if self.reuse_prefix_cache else None
+        if cache is None:
+            from transformers import DynamicCache, StaticCache
+
+            if settings.get("cache_implementation") == "static":
+                cache = StaticCache(config=model.config, max_cache_len=embeds.shape[1] + room)
+            else:
+                cache = DynamicCache(config=model.config)
+        settings = {k: v for k, v in settings.items() if k != "cache_implementation"}
+        ids = self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask, cache=cache, **settings)
+        if self.reuse_prefix_cache and embeds.shape[0] == 1:
+            self.prefix_cache.store(embeds, model.get_input_embeddings()(ids[0]), cache)
+        return ids
 
     def _generation(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         settings = {**self.generation_defaults, **overrides}

@@ -23,7 +23,7 @@ from .configuration_videorefer import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOK
 from .vision import KNOWN_VISION_TOWERS, resolve_vision_path
 from .video_io import Video, VideoSource, load_video
 
-__all__ = ["VideoReferProcessor", "ObjectMasks", "region_question", "IMAGE_PROCESSOR_FILE"]
+__all__ = ["VideoReferProcessor", "ObjectMasks", "region_question", "region_conversation", "IMAGE_PROCESSOR_FILE"]
 
 ObjectMasks = Mapping[int, np.ndarray]  # raw frame index -> (H, W) mask
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
@@ -64,6 +64,25 @@ def region_question(question: str, num_objects: int) -> str:
     listing = ", ".join(f"<object{k}> [{REGION_TOKEN}]" for k in range(num_objects))
     lead = "There is one object" if num_objects == 1 else f"There are {num_objects} objects"
     return f"{lead}: {listing}. {question}"
+
+
+def region_conversation(
+    question: str, history: Sequence[tuple[str, str]] | None, num_objects: int
+) -> tuple[str, list[tuple[str, str]]]:
+    """Lay out a conversation's region tokens once: in the first question of the conversation.
+
+    A follow-up repeats the earlier turns exactly as they were first asked (so their prompt prefix, and its key/value
+    cache, stay the same) and keeps the new question as written; it may still name objects as `<objectK>`.
+    """
+    history = list(history or [])
+    if not history:
+        return region_question(question, num_objects), history
+    if not question or not question.strip():
+        raise ValueError("the question is empty")
+    region_question(question.replace(REGION_TOKEN, ""), num_objects)  # checks the objects it names exist
+    first, answer = history[0]
+    history[0] = (region_question(first, num_objects), answer)
+    return question, history
 
 
 class VideoReferProcessor:

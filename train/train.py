@@ -1,0 +1,257 @@
+"""Fine-tune VideoRefer: `python -m train.train CONFIG.yaml|json [key=value ...]`.
+
+Two stages, as in the paper, each a config file in `train/configs/`:
+
+* `region_alignment` (stage 1): only the object encoder trains (lr 1e-3); the run saves `region_encoder.bin` alone,
+  in the official format (`train.checkpoints`), and its checkpoints hold only that file plus the optimizer state.
+* `instruction` (stage 2): the LLM, the connector and the object encoder train, the vision tower stays frozen
+  (lr 1e-5), with `tuning: full`, `lora` or `qlora` (4-bit bitsandbytes base, LoRA on the LLM's linear layers,
+  object encoder and connector trained fully as peft `modules_to_save`).
+
+Config keys of our own are listed in `OWN_KEYS`; every other key is a `transformers.TrainingArguments` field
+(`output_dir`, `learning_rate`, `per_device_train_batch_size`, `bf16`, `deepspeed`, ...). Overrides on the command
+line are `key=value` (values parsed as YAML) or `--key value`. Re-running the same command resumes from the last
+checkpoint in `output_dir` (`resume: auto`). Multi-GPU: `accelerate launch -m train.train CONFIG deepspeed=...`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import yaml
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from train.checkpoints import (
+    REGION_ENCODER_FILE, copy_vision_folder, load_region_encoder, save_merged_adapter, save_region_encoder,
+)
+from train.data import VideoReferCollator, VideoReferDataset
+from videorefer.api import load_model_and_processor
+
+logger = logging.getLogger("train")
+
+STAGES = ("region_alignment", "instruction")
+TUNINGS = ("full", "lora", "qlora")
+# The LLM's linear layers (not the vision tower's, whose layers live under `vision_model.encoder.layers`).
+LORA_TARGETS = r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+OWN_KEYS: dict[str, Any] = {
+    "model_name_or_path": None,  # a checkpoint in the official layout (folder or Hub id)
+    "stage": "instruction",  # region_alignment | instruction
+    "tuning": "full",  # full | lora | qlora (instruction stage)
+    "data_path": None,  # JSON / JSONL file(s) in the VideoRefer-700K format
+    "data_folder": None,  # where relative video paths start (default: the data file's folder)
+    "num_frames": None,  # frames per video (default: the model's)
+    "on_mismatch": "error",  # <region> count != objects: error | skip
+    "dtype": "auto",  # weights' dtype: auto (bfloat16 if bf16 else float32) | float32 | bfloat16 | float16
+    "pretrain_region_encoder": None,  # a region_encoder.bin (stage 1 output, official or ours) to start from
+    "freeze_vision_tower": True,
+    "lora_r": 64,
+    "lora_alpha": 128,
+    "lora_dropout": 0.05,
+    "save_merged": True,  # LoRA / QLoRA: also save the adapter merged into the base, official layout, in merged/
+    "resume": "auto",  # auto (last checkpoint if any) | true | false | a checkpoint folder
+    "upcast_trainable": "auto",  # keep trained weights in float32 (auto: yes unless full tuning)
+}
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.03,  # a float below 1 is a ratio of the total steps
+    "weight_decay": 0.0,
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 2,
+    "logging_steps": 10,
+    "gradient_checkpointing": True,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "remove_unused_columns": False,  # the model takes masks and frames the Trainer cannot see in its signature
+    "label_names": ["labels"],
+    "report_to": "none",
+    "disable_tqdm": False,
+    "dataloader_num_workers": 0,
+}
+
+
+# ---------------------------------------------------------------------------------------------------- config
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`key=value`, `--key=value` or `--key value` pairs; values are read as YAML (numbers, booleans, lists)."""
+    out: dict[str, Any] = {}
+    items = list(items)
+    while items:
+        item = items.pop(0)
+        key, sep, value = item.lstrip("-").partition("=")
+        if not sep:
+            if not item.startswith("--") or not items:
+                raise ValueError(f"cannot read the override {item!r}: write key=value")
+            value = items.pop(0)
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A YAML or JSON config file with command-line overrides applied; unknown keys are an error."""
+    text = Path(path).read_text()
+    config = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    config = {**OWN_KEYS, **TRAINING_DEFAULTS, **(config or {}), **parse_overrides(overrides)}
+    unknown = sorted(k for k in config if k not in OWN_KEYS and k not in TrainingArguments.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown} in {path} (neither ours nor TrainingArguments fields)")
+    if config["stage"] not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {config['stage']!r}")
+    if config["tuning"] not in TUNINGS:
+        raise ValueError(f"tuning must be one of {TUNINGS}, got {config['tuning']!r}")
+    for key in ("model_name_or_path", "data_path", "output_dir"):
+        if not config.get(key):
+            raise ValueError(f"the config needs {key}")
+    return config
+
+
+def training_arguments(config: dict[str, Any]) -> TrainingArguments:
+    return TrainingArguments(**{k: v for k, v in config.items() if k not in OWN_KEYS})
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def _dtype(config: dict[str, Any]) -> torch.dtype:
+    if config["dtype"] == "auto":
+        return torch.bfloat16 if config.get("bf16") else torch.float16 if config.get("fp16") else torch.float32
+    return getattr(torch, config["dtype"])
+
+
+def _device() -> str:
+    """Quantised weights are placed at load time: on this process's GPU (`LOCAL_RANK` under accelerate / torchrun)."""
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+
+
+def build_model(config: dict[str, Any]):
+    """Load the model through the package's loader and mark what trains for the stage; returns (model, processor)."""
+    stage, tuning = config["stage"], config["tuning"]
+    quantization = "4bit" if stage == "instruction" and tuning == "qlora" else None
+    model, processor = load_model_and_processor(
+        config["model_name_or_path"], quantization=quantization, dtype=_dtype(config),
+        device=_device() if quantization else "cpu",  # the Trainer / DeepSpeed moves unquantised models
+    )
+    model.config.use_cache = False  # no KV cache in training (and it conflicts with gradient checkpointing)
+    if config["pretrain_region_encoder"]:
+        load_region_encoder(model, config["pretrain_region_encoder"])
+    model.requires_grad_(False)
+    inner = model.model
+    if stage == "region_alignment":
+        inner.region_encoder.requires_grad_(True)
+    elif tuning == "full":
+        model.requires_grad_(True)
+        inner.vision_tower.requires_grad_(not config["freeze_vision_tower"])
+    else:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config["lora_r"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
+            target_modules=LORA_TARGETS, modules_to_save=["mm_projector", "region_encoder"], task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+        if not config["freeze_vision_tower"]:
+            model.get_base_model().model.vision_tower.requires_grad_(True)
+    upcast = config["upcast_trainable"]
+    if upcast is True or (upcast == "auto" and not (stage == "instruction" and tuning == "full")):
+        # Optimiser updates of lr 1e-5 vanish in bf16 weights; bf16 autocast still runs the matmuls in bf16.
+        for param in model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    model.train()
+    return model, processor
+
+
+def trainable_summary(model: torch.nn.Module) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
+
+
+# ---------------------------------------------------------------------------------------------------- trainer
+class VideoReferTrainer(Trainer):
+    """`Trainer` whose stage-1 checkpoints and final output hold only the object encoder (`region_encoder.bin`)."""
+
+    def __init__(self, *args: Any, encoder_only: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.encoder_only = encoder_only
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if not self.encoder_only:
+            return super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            save_region_encoder(output_dir or self.args.output_dir, self.model, state_dict)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        if self.encoder_only and os.path.isfile(os.path.join(resume_from_checkpoint, REGION_ENCODER_FILE)):
+            load_region_encoder(model if model is not None else self.model, resume_from_checkpoint)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+
+def resume_checkpoint(config: dict[str, Any]) -> str | None:
+    """The checkpoint to resume from: `resume: auto` takes the last one in `output_dir` when there is one."""
+    resume = config["resume"]
+    if resume in (False, None, "false", "no"):
+        return None
+    if resume in (True, "auto", "true", "yes"):
+        last = get_last_checkpoint(config["output_dir"]) if os.path.isdir(config["output_dir"]) else None
+        if last is None and resume is True:
+            raise ValueError(f"resume=true but there is no checkpoint in {config['output_dir']}")
+        return last
+    return str(resume)
+
+
+def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrainer:
+    """Train as `config` says and save the outputs; returns the trainer (its `state.log_history` has the losses)."""
+    args = training_arguments(config)  # before the model: DeepSpeed ZeRO-3 must know at load time
+    model, processor = build_model(config)
+    logger.info(trainable_summary(model))
+    dataset = VideoReferDataset(
+        config["data_path"], processor, data_folder=config["data_folder"], num_frames=config["num_frames"],
+        on_mismatch=config["on_mismatch"],
+    )
+    trainer = VideoReferTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=VideoReferCollator(processor),
+        callbacks=list(callbacks), encoder_only=config["stage"] == "region_alignment",
+    )
+    checkpoint = resume_checkpoint(config)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    save_outputs(trainer, processor, config)
+    return trainer
+
+
+def save_outputs(trainer: VideoReferTrainer, processor, config: dict[str, Any]) -> None:
+    """Stage 1: region_encoder.bin. Full: official layout. LoRA / QLoRA: the adapter (+ merged/ official layout)."""
+    output_dir = Path(config["output_dir"])
+    trainer.save_model(str(output_dir))  # gathers ZeRO-3 shards; stage 1 writes region_encoder.bin only
+    if not trainer.args.should_save:
+        return
+    if config["stage"] == "region_alignment":
+        return
+    if config["tuning"] == "full":
+        processor.save_pretrained(output_dir)
+        copy_vision_folder(config["model_name_or_path"], output_dir, trainer.model.config.mm_vision_tower)
+        return
+    processor.save_pretrained(output_dir)
+    if config["save_merged"]:
+        save_merged_adapter(config["model_name_or_path"], output_dir, output_dir / "merged", dtype=_dtype(config))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = load_config(argv[0], argv[1:])
+    run(config)
+    print(f"saved to {config['output_dir']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -41,7 +41,11 @@ def merge_loop(tokens: torch.Tensor, keep: int) -> torch.Tensor:
     return torch.stack(groups)
 
 
-@pytest.mark.parametrize("n,h,w,c,H,W", [(1, 4, 4, 8, 48, 64), (5, 27, 27, 16, 72, 96), (3, 13, 7, 4, 13, 7), (2, 8, 8, 3, 5, 9)])
+@pytest.mark.parametrize(
+    "n,h,w,c,H,W",
+    [(1, 4, 4, 8, 48, 64), (5, 27, 27, 16, 72, 96), (3, 13, 7, 4, 13, 7), (2, 8, 8, 3, 5, 9), (2, 27, 27, 4, 480, 640),
+     (3, 6, 5, 4, 1, 1), (2, 4, 4, 2, 1, 30), (2, 27, 27, 3, 54, 27)],
+)
 def test_mask_pooling_matches_loop(n, h, w, c, H, W):
     gen = torch.Generator().manual_seed(n * 100 + h)
     features = torch.randn(n, h, w, c, generator=gen)
@@ -49,6 +53,18 @@ def test_mask_pooling_matches_loop(n, h, w, c, H, W):
     ours = mask_pooling(features, masks.to(torch.uint8))
     assert ours.shape == (n, c)
     torch.testing.assert_close(ours.double(), pooling_loop(features, masks), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
+def test_mask_cells_equal_resizing_the_whole_mask(dtype):
+    from videorefer.object_encoder import mask_cells
+
+    gen = torch.Generator().manual_seed(11)
+    for (H, W), (h, w) in [((720, 1280), (27, 27)), ((48, 64), (4, 4)), ((7, 300), (27, 13)), ((27, 27), (27, 27))]:
+        # Sparse specks make the result depend on exactly which pixels are read.
+        masks = torch.rand(6, H, W, generator=gen) > 0.995
+        resized = F.interpolate(masks.float()[None], size=(h, w), mode="bilinear", align_corners=False)[0] > 0
+        assert torch.equal(mask_cells(masks.to(dtype), h, w), resized)
 
 
 def test_mask_pooling_empty_mask_gives_zeros_and_bool_equals_uint8():

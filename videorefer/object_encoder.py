@@ -13,14 +13,48 @@ Semantics follow the official VideoRefer `MaskExtractor` exactly (see tests/fixt
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["mask_pooling", "temporal_merge", "temporal_merge_padded", "ObjectEncoder"]
+__all__ = ["mask_pooling", "mask_cells", "temporal_merge", "temporal_merge_padded", "ObjectEncoder"]
 
 # Hard-coded in the official code (`region_token_num` is never read from the config).
 DEFAULT_TOKENS_PER_OBJECT = 4
+
+
+@functools.lru_cache(maxsize=64)
+def _bilinear_taps(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices `(out, 2)` of bilinear resizing (align_corners=False) and whether each has a weight > 0.
+
+    The weights come from `F.interpolate` itself (on a one-hot basis), so which source pixels count is exactly what
+    resizing the whole mask would use.
+    """
+    basis = torch.eye(in_size).reshape(1, in_size, in_size, 1)
+    weights = F.interpolate(basis, size=(out_size, 1), mode="bilinear", align_corners=False)[0, :, :, 0].T
+    taps = min(2, in_size)
+    values, indices = weights.topk(taps, dim=1)  # (out, taps): bilinear reads at most two source pixels per axis
+    if taps == 1:
+        values, indices = torch.cat([values, values * 0], 1), torch.cat([indices, indices], 1)
+    return indices, values > 0
+
+
+def mask_cells(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Which cells of an `(h, w)` grid a mask covers: `interpolate(mask, (h, w), bilinear) > 0`, as bool `(n, h, w)`.
+
+    A resized cell is a weighted sum of at most 2x2 non-negative mask pixels, so it is > 0 exactly when one of the
+    pixels with a positive weight is > 0: only those pixels are read, never the whole mask as floats.
+    """
+    if masks.is_floating_point() and bool((masks < 0).any()):  # the shortcut needs non-negative masks
+        grid = F.interpolate(masks.float().unsqueeze(0), size=(h, w), mode="bilinear", align_corners=False)[0]
+        return grid > 0
+    rows, row_ok = (t.to(masks.device) for t in _bilinear_taps(masks.shape[1], h))
+    cols, col_ok = (t.to(masks.device) for t in _bilinear_taps(masks.shape[2], w))
+    picked = masks[:, rows.reshape(-1)][:, :, cols.reshape(-1)] > 0  # (n, h*2, w*2)
+    picked = picked.reshape(-1, h, 2, w, 2) & row_ok[None, :, :, None, None] & col_ok[None, None, None, :, :]
+    return picked.any(dim=4).any(dim=2)
 
 
 def mask_pooling(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -42,11 +76,10 @@ def mask_pooling(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     n, h, w, _ = features.shape
     if n == 0:
         return features.new_zeros((0, features.shape[-1]))
-    grid = F.interpolate(masks.float().unsqueeze(0), size=(h, w), mode="bilinear", align_corners=False)[0]
-    selected = (grid > 0).float().reshape(n, h * w)  # (n, h*w)
+    selected = mask_cells(masks.to(features.device), h, w).reshape(n, 1, h * w).float()  # (n, 1, h*w)
     feats = features.float().reshape(n, h * w, -1)  # (n, h*w, c)
-    summed = torch.bmm(selected.unsqueeze(1), feats).squeeze(1)  # (n, c)
-    pooled = summed / (selected.sum(dim=1, keepdim=True) + 1e-8)
+    summed = torch.bmm(selected, feats).squeeze(1)  # (n, c)
+    pooled = summed / (selected.sum(dim=2) + 1e-8)
     return pooled.to(features.dtype)
 
 

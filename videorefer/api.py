@@ -162,6 +162,8 @@ class PrefixCache:
 
 def _source_key(video: VideoSource | Video) -> str | None:
     """A key for a video that stays the same across calls, or None when it cannot be had cheaply."""
+    if isinstance(video, Video):
+        return video.key
     if isinstance(video, (str, os.PathLike)) and os.path.exists(video):
         stat = os.stat(video)
         return f"{os.path.abspath(video)}:{stat.st_mtime_ns}:{stat.st_size}"
@@ -216,21 +218,23 @@ class VideoRefer:
         code does for annotations whose segmentation is null; by default an empty mask is an error.
         """
         text, history = region_conversation(question, history, len(regions))
-        frames_needed = sorted({int(f) for obj in regions for f in obj})
         source_key = _source_key(video)
         num_frames = num_frames or self.processor.num_frames
-        decoded = None
-        if source_key is not None:
-            decoded = self.cache.get(f"video:{source_key}:{num_frames}:{frames_needed}")
-        if decoded is None:
-            decoded = load_video(video, num_frames, extra_frame_indices=frames_needed)
-            if source_key is not None:
-                self.cache.put(f"video:{source_key}:{num_frames}:{frames_needed}", decoded)
-        inputs = self.processor(decoded, text, regions, history=history, num_frames=num_frames,
-                                 allow_empty_masks=allow_empty_masks)
         visual_key = f"visual:{source_key}:{num_frames}:{_objects_key(regions)}" if source_key else None
         visual: VisualFeatures | None = self.cache.get(visual_key) if visual_key else None
-        if visual is None:
+        if visual is not None:  # a follow-up: neither frames nor masks are processed again
+            inputs = self.processor.text_inputs(text, history, len(regions))
+        else:
+            frames_needed = sorted({int(f) for obj in regions for f in obj})
+            video_key = f"video:{source_key}:{num_frames}:{frames_needed}"
+            decoded = self.cache.get(video_key) if source_key else None
+            if decoded is None:
+                decoded = load_video(video, num_frames, extra_frame_indices=frames_needed)
+                if source_key is not None:
+                    self.cache.put(video_key, decoded)
+            inputs = self.processor(
+                decoded, text, regions, history=history, num_frames=num_frames, allow_empty_masks=allow_empty_masks
+            )
             with torch.inference_mode():
                 visual = self._model().encode_visual(*self._visual_args(inputs))
             if visual_key:

@@ -194,6 +194,19 @@ class VideoReferProcessor:
         ids = self.tokenize(self.build_prompt(text, history))
         return self._with_visual_inputs(ids, None, video, objects, num_frames, allow_empty_masks)
 
+    def text_inputs(
+        self, text: str, history: Sequence[tuple[str, str]] | None, num_objects: int
+    ) -> dict[str, torch.Tensor]:
+        """Only `input_ids` and `attention_mask` `(1, L)`: for follow-ups whose visual tokens are already known."""
+        ids = self.tokenize(self.build_prompt(text, history))
+        self._check_region_count(ids, num_objects)
+        return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+
+    def _check_region_count(self, ids: Sequence[int], num_objects: int) -> None:
+        n_regions = list(ids).count(self.region_token_index)
+        if n_regions != num_objects:
+            raise ValueError(f"the prompt has {n_regions} {REGION_TOKEN} tokens but {num_objects} objects were given")
+
     def build_training_example(
         self,
         video: VideoSource | Video,
@@ -234,9 +247,7 @@ class VideoReferProcessor:
         allow_empty_masks: bool,
     ) -> BatchFeature:
         """A batch of one from token ids (and labels): decodes the frames and lays out the masks."""
-        n_regions = ids.count(self.region_token_index)
-        if n_regions != len(objects):
-            raise ValueError(f"the prompt has {n_regions} {REGION_TOKEN} tokens but {len(objects)} objects were given")
+        self._check_region_count(ids, len(objects))
         wanted = sorted({int(f) for obj in objects for f in obj})
         video = load_video(video, num_frames or self.num_frames, extra_frame_indices=wanted)
         masks, frames, per_object = self._layout_masks(video, objects, allow_empty_masks)

@@ -30,6 +30,7 @@ class Video:
     total_frames: int
     fps: float | None = None
     extra: dict[int, np.ndarray] = field(default_factory=dict)  # raw index -> (H, W, 3), not among the sampled
+    key: str | None = None  # identifies the source (e.g. path and modification time), for caches
 
     @property
     def height(self) -> int:
@@ -198,10 +199,15 @@ def load_video(
     unique = sorted(set(sampled))
     decoded = reader.read(unique + extra)
     row = {index: k for k, index in enumerate(unique + extra)}
+    key = None
+    if isinstance(source, (str, os.PathLike)):
+        stat = os.stat(source)
+        key = f"{os.path.abspath(source)}:{stat.st_mtime_ns}:{stat.st_size}"
     return Video(
         frames=decoded[[row[i] for i in sampled]],
         frame_indices=sampled,
         total_frames=reader.total,
         fps=reader.fps,
         extra={index: decoded[row[index]] for index in extra},
+        key=key,
     )

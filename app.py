@@ -1,0 +1,145 @@
+"""VideoRefer demo: point at objects in a video, track them, and chat about them.
+
+    python app.py                 # DAMO-NLP-SG/VideoRefer-7B + facebook/sam2.1-hiera-large from the Hub
+    python app.py --tiny          # random tiny models built in code (no download; answers are gibberish)
+    python app.py --help          # model id, quantization, SAM 2 checkpoint, device, port, limits
+
+This file only lays out the page and wires events; the logic lives in `videorefer.demo`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from videorefer.demo.backend import Backend, Settings, load_backend, parse_settings  # noqa: E402
+from videorefer.demo.handlers import CLICK_LABELS, MODE_LABELS, DemoHandlers  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+INSTRUCTIONS = """
+1. **Upload a video** or pick the example. Move the slider to any frame.
+2. **Point at an object**: click on the frame (positive / negative clicks or two box corners), or paint it in the
+   *Brush* tab. Each object gets a colour and a tag: `<object0>`, `<object1>`, … Use **New object** for the next one.
+3. **Track** the objects through the video (optional), then **ask** about them in the chat, e.g.
+   *What is `<object0>` doing?*
+"""
+CSS = ".tiny-banner {background:#fff3cd;border:2px solid #e0a800;border-radius:8px;padding:8px 12px;}"
+
+
+def build_demo(backend: Backend) -> gr.Blocks:
+    """The page: video + frame view on the left, objects on the right, chat below; hidden API endpoints."""
+    h = DemoHandlers(backend)
+    settings = backend.settings
+    gpu = dict(concurrency_id="gpu", concurrency_limit=backend.gpu_slots)
+    with gr.Blocks(title="VideoRefer demo") as demo:
+        state = gr.State(None, time_to_live=3600)
+        gr.Markdown("# VideoRefer — ask about any object in a video")
+        if backend.tiny:
+            gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",
+                        elem_id="tiny-banner")
+        else:
+            gr.Markdown(f"Model: `{backend.label}`")
+        gr.Markdown(INSTRUCTIONS)
+        gr.Markdown(settings.limits.describe(), elem_id="limits")
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("Click", id="click-tab"):
+                        frame = gr.Image(label="Frame (click on an object)", type="numpy", interactive=False,
+                                         elem_id="frame", buttons=[])
+                    with gr.Tab("Brush", id="brush-tab"):
+                        editor = gr.ImageEditor(label="Paint over the object", type="numpy", elem_id="brush",
+                                                brush=gr.Brush(colors=["#ff3366"], color_mode="fixed"),
+                                                transforms=(), layers=False)
+                        with gr.Row():
+                            refine = gr.Checkbox(value=True, label="Let SAM 2 refine the painted mask")
+                            use_brush = gr.Button("Use painted mask")
+                slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, elem_id="frame-slider")
+                caption = gr.Markdown(elem_id="frame-caption")
+                with gr.Row():
+                    click_mode = gr.Radio(list(CLICK_LABELS), value="Positive click", label="A click adds",
+                                          elem_id="click-mode")
+                    clear = gr.Button("Clear clicks on this frame", size="sm")
+                track = gr.Button("Track objects through the video", variant="primary", elem_id="track")
+            with gr.Column(scale=2):
+                video = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif"],
+                                type="filepath", elem_id="video-upload")
+                gr.Examples([[str(EXAMPLES / "bigbuckbunny.mp4")]], inputs=[video], label="Example video")
+                gr.Markdown("### Objects")
+                legend = gr.HTML(elem_id="legend")
+                objects = gr.Dropdown(choices=[], label="Object being edited", elem_id="object-select")
+                with gr.Row():
+                    new = gr.Button("New object", size="sm", elem_id="new-object")
+                    remove = gr.Button("Remove object", size="sm", variant="stop")
+                with gr.Row():
+                    name = gr.Textbox(label="Name", scale=3)
+                    rename = gr.Button("Rename", size="sm", scale=1)
+        gr.Markdown("### Chat")
+        chat = gr.Chatbot(label="Chat", height=360, elem_id="chat")
+        with gr.Row():
+            question = gr.Textbox(placeholder="Ask about <object0>, <object1>, …", show_label=False, scale=5,
+                                  elem_id="question")
+            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+        with gr.Row():
+            describe = gr.Button("Describe the selected object", size="sm")
+            relate = gr.Button("How do these objects relate?", size="sm")
+            mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees")
+            clear_chat = gr.Button("Clear chat", size="sm")
+
+        _api(h, gpu)  # first, so that the API names are not taken by the page's own (private) events
+        panel = [frame, caption, legend, objects, name]
+        video.change(h.load, [video, state], [state, slider, editor, chat, *panel], api_visibility="private")
+        slider.change(h.scrub, [slider, state], [editor, *panel], show_progress="hidden", api_visibility="private")
+        frame.select(h.on_click, [slider, click_mode, state], [state, *panel], api_visibility="private", **gpu)
+        use_brush.click(h.on_brush, [editor, slider, refine, state], [state, *panel], api_visibility="private", **gpu)
+        new.click(h.add_object, [slider, state], [state, *panel], api_visibility="private")
+        objects.input(h.choose_object, [objects, slider, state], [state, *panel], api_visibility="private")
+        rename.click(h.rename, [name, slider, state], [state, *panel], api_visibility="private")
+        remove.click(h.remove, [slider, state], [state, *panel], api_visibility="private")
+        clear.click(h.clear_clicks, [slider, state], [state, *panel], api_visibility="private", **gpu)
+        track.click(h.track, [slider, state], [state, *panel], api_visibility="private", **gpu)
+        for trigger in (send.click, question.submit):
+            trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **gpu)
+        stop.click(h.stop, [state], None, queue=False, api_visibility="private")
+        describe.click(h.describe_question, [state], [question], api_visibility="private")
+        relate.click(h.relate_question, [state], [question], api_visibility="private")
+        clear_chat.click(h.clear_chat, [state], [chat], api_visibility="private")
+    return demo
+
+
+def _api(h: DemoHandlers, gpu: dict) -> None:
+    """The gradio_client endpoints /segment, /track, /describe and /ask (hidden components, documented in /?view=api)."""
+    with gr.Column(visible=False):
+        video = gr.File(label="video")
+        frame_index = gr.Number(label="frame_index", precision=0)
+        points, labels, box = gr.JSON(label="points"), gr.JSON(label="labels"), gr.JSON(label="box")
+        regions, history = gr.JSON(label="regions"), gr.JSON(label="history")
+        question = gr.Textbox(label="question")
+        mode = gr.Textbox(value="auto", label="mode")
+        mask_out, regions_out, text_out = gr.JSON(label="mask"), gr.JSON(label="regions"), gr.Textbox(label="text")
+        buttons = [gr.Button(visible=False) for _ in range(4)]
+    buttons[0].click(h.api_segment, [video, frame_index, points, labels, box], mask_out, api_name="segment", **gpu)
+    buttons[1].click(h.api_track, [video, regions], regions_out, api_name="track", **gpu)
+    buttons[2].click(h.api_describe, [video, regions, mode], text_out, api_name="describe", **gpu)
+    buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **gpu)
+
+
+def launch(settings: Settings, **kwargs) -> gr.Blocks:
+    """Load the models once, build the page and serve it (no share link; only examples/ is served from disk)."""
+    backend = load_backend(settings)
+    demo = build_demo(backend)
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(
+        server_name=settings.host, server_port=settings.port, share=False, allowed_paths=[str(EXAMPLES)],
+        max_file_size=f"{settings.limits.max_file_mb:g}mb", show_error=True, css=CSS, **kwargs,
+    )
+    return demo
+
+
+if __name__ == "__main__":
+    launch(parse_settings())

@@ -1,0 +1,171 @@
+"""The four API endpoints (`/segment`, `/track`, `/describe`, `/ask`) as plain functions (no gradio, no state).
+
+Regions travel in the saved-regions JSON of `videorefer.regions.objects_to_json`:
+`{"format": "videorefer-regions", "version": 1, "height", "width", "objects": [{"name", "masks": {"<frame>": RLE}}]}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from videorefer.api import DESCRIBE_PROMPT
+from videorefer.regions import mask_to_rle, objects_from_json, objects_to_json
+from videorefer.video_io import read_frames, sample_frame_indices
+
+from .backend import Backend
+from .limits import DemoError, Limits, VideoInfo, check_question, check_video
+from .service import ask_stream, decoded_frame_indices, model_errors, regions_for_model
+
+
+def _json(value: Any, what: str) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            raise DemoError(f"{what} is not valid JSON: {error}") from None
+    return value
+
+
+def read_regions(doc: Any, info: VideoInfo, limits: Limits) -> tuple[list[dict[int, np.ndarray]], list[str]]:
+    """Decode a regions document and check it against the video (size, frame range, object count)."""
+    doc = _json(doc, "regions")
+    if doc is None:
+        raise DemoError("Give the regions (the saved-regions JSON with at least one object).")
+    try:
+        objects, names = objects_from_json(doc)
+    except ValueError as error:
+        raise DemoError(f"The regions could not be read: {error}") from None
+    if not objects:
+        raise DemoError("The regions hold no object.")
+    if len(objects) > limits.max_objects:
+        raise DemoError(f"At most {limits.max_objects} objects, got {len(objects)}.")
+    for k, obj in enumerate(objects):
+        if not obj:
+            raise DemoError(f"<object{k}> has no mask on any frame.")
+        for frame, mask in obj.items():
+            if frame >= info.total_frames:
+                raise DemoError(f"<object{k}> has a mask on frame {frame}, but the video has {info.total_frames} frames.")
+            if mask.shape != (info.height, info.width):
+                raise DemoError(
+                    f"<object{k}>'s mask on frame {frame} is {mask.shape[1]}×{mask.shape[0]}, "
+                    f"the video is {info.width}×{info.height}."
+                )
+    return objects, names
+
+
+def _history(history: Any) -> list[tuple[str, str]]:
+    history = _json(history, "history") or []
+    if not isinstance(history, list) or not all(
+        isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn) for turn in history
+    ):
+        raise DemoError('history must be a list of [question, answer] pairs of strings, e.g. [["Q?", "A."]].')
+    return [(q, a) for q, a in history]
+
+
+def segment(
+    backend: Backend, video: str | None, frame_index: Any, points: Any, labels: Any, box: Any, limits: Limits
+) -> dict:
+    """Mask of one object on one frame from clicks (`points` [[x, y], ...], `labels` 1/0) and/or a `box`
+    [x0, y0, x1, y1] in video pixels. Returns `{"frame_index", "mask": RLE, "area"}`."""
+    info = check_video(video, limits)
+    try:
+        frame_index = int(frame_index)
+    except (TypeError, ValueError):
+        raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
+    if not 0 <= frame_index < info.total_frames:
+        raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
+    points, labels, box = _json(points, "points"), _json(labels, "labels"), _json(box, "box")
+    if not points and not box:
+        raise DemoError("Give points (with labels) or a box.")
+    prompt: dict[str, Any] = {}
+    try:
+        if points:
+            pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+            if labels is None or len(labels) == 0:
+                labels = [1] * len(pts)
+            _inside(pts, info)
+            prompt.update(points=pts, labels=np.asarray(labels, dtype=np.int64))
+        if box:
+            prompt["box"] = np.asarray(box, dtype=np.float32)
+            _inside(prompt["box"].reshape(2, 2), info)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, DemoError):
+            raise
+        raise DemoError(f"Bad points, labels or box: {error}") from None
+    frame = read_frames(info.path, [frame_index])[0]
+    with model_errors("SAM 2"):
+        try:
+            mask = backend.segmenter.segment_image(frame, {0: prompt})[0]
+        except ValueError as error:
+            raise DemoError(str(error)) from None
+    return {"frame_index": frame_index, "mask": mask_to_rle(mask), "area": int(mask.sum())}
+
+
+def _inside(points: np.ndarray, info: VideoInfo) -> None:
+    for x, y in points.reshape(-1, 2):
+        if not (0 <= x < info.width and 0 <= y < info.height):
+            raise DemoError(f"The point ({x:g}, {y:g}) is outside the {info.width}×{info.height} frame.")
+
+
+def track(backend: Backend, video: str | None, regions: Any, limits: Limits) -> dict:
+    """Track each object of `regions` (its masks are the prompts) through the video's decoded frames (an even grid
+    plus the model's frames plus the prompted frames). Returns a regions document with a mask on every such frame."""
+    info = check_video(video, limits)
+    objects, names = read_regions(regions, info, limits)
+    prompted = {f for obj in objects for f in obj}
+    indices = sorted(set(decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)) | prompted)
+    position = {raw: pos for pos, raw in enumerate(indices)}
+    frames = read_frames(info.path, indices)
+    with model_errors("SAM 2"):
+        session = backend.segmenter.init_state(np.ascontiguousarray(frames))
+        for k, obj in enumerate(objects):
+            for raw, mask in obj.items():
+                session.add_mask(position[raw], k, mask, as_drawn=True)
+        tracked = session.propagate()
+    out = [{indices[pos]: m for pos, m in tracked.get(k, {}).items()} for k in range(len(objects))]
+    return objects_to_json(out, names)
+
+
+def ask_stream_api(
+    backend: Backend, video: str | None, regions: Any, question: str, history: Any, mode: str, limits: Limits
+) -> Iterator[str]:
+    """Stream the answer to `question` about the objects of `regions` (named `<object0>`, ... in the question)."""
+    info = check_video(video, limits)
+    objects, _ = read_regions(regions, info, limits)
+    question = check_question(question, len(objects), limits)
+    turns = _history(history)
+    model_frames = sample_frame_indices(info.total_frames, backend.num_frames)
+    chosen = regions_for_model(objects, mode or "auto", model_frames)
+    answer = ""
+    for answer in ask_stream(backend, info.path, chosen, question, turns):
+        yield answer
+    if not answer:
+        yield answer
+
+
+def describe(backend: Backend, video: str | None, regions: Any, mode: str, limits: Limits) -> str:
+    """A detailed description of the one object in `regions`."""
+    info = check_video(video, limits)
+    objects, _ = read_regions(regions, info, limits)
+    if len(objects) != 1:
+        raise DemoError(f"/describe takes exactly one object, got {len(objects)}; use /ask for several.")
+    model_frames = sample_frame_indices(info.total_frames, backend.num_frames)
+    chosen = regions_for_model(objects, mode or "auto", model_frames)
+    answer = ""
+    for answer in ask_stream(backend, info.path, chosen, DESCRIBE_PROMPT):
+        pass
+    return answer
+
+
+def last(stream: Sequence[str] | Iterator[str]) -> str:
+    """The final value of a stream of growing answers."""
+    value = ""
+    for value in stream:
+        pass
+    return value

@@ -1,0 +1,285 @@
+"""The demo's logic behind the page's events (no gradio here): open a video, point at objects, track, ask.
+
+Functions raise `DemoError` with a message for the visitor; the gradio layer turns it into `gr.Error`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from videorefer.regions import select_object_frames
+from videorefer.video_io import read_frames, sample_frame_indices
+
+from .backend import Backend
+from .limits import DemoError, Limits, _short, check_question, check_video
+from .overlay import render_overlay
+from .state import DemoObject, DemoState, FramePrompt
+
+MODES = ("auto", "single", "multi")
+CLICK_MODES = ("positive", "negative", "box")
+
+
+# ------------------------------------------------------------------------------------------------------ video
+def decoded_frame_indices(total: int, scrub_frames: int, model_frames: int) -> list[int]:
+    """Raw frames decoded once per video: an even grid for the slider plus the frames the model samples (so that
+    multi-frame questions use tracked masks exactly on the model's frames)."""
+    grid = np.linspace(0, total - 1, num=min(total, max(1, scrub_frames))).round().astype(int).tolist()
+    return sorted(set(grid) | set(sample_frame_indices(total, model_frames)))
+
+
+def open_video(backend: Backend, path: str | None, limits: Limits) -> DemoState:
+    """Check the video, decode its frames once and start a segmentation session on them."""
+    info = check_video(path, limits)
+    indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)
+    try:
+        frames = read_frames(info.path, indices)
+    except Exception as error:
+        raise DemoError(f"The video could not be decoded: {_short(error)}") from None
+    if frames.shape[0] == 0:
+        raise DemoError("The video has no frames.")
+    session = backend.segmenter.init_state(np.ascontiguousarray(frames))
+    return DemoState(info=info, frame_indices=indices, session=session)
+
+
+def frame_caption(state: DemoState, pos: int) -> str:
+    """'Frame 60 of 132 (2.40 s)' for slider position `pos`."""
+    raw = state.frame_indices[state.clamp(pos)]
+    when = f" ({raw / state.info.fps:.2f} s)" if state.info.fps else ""
+    return f"Frame {raw} of {state.info.total_frames}{when}"
+
+
+def view(state: DemoState, pos: int, max_side: int = 960) -> np.ndarray:
+    """The frame at slider position `pos` with every object's mask, clicks and boxes drawn on it."""
+    pos = state.clamp(pos)
+    clicks, boxes = [], []
+    for k, obj in enumerate(state.objects):
+        prompt = obj.prompts.get(pos)
+        if prompt is None:
+            continue
+        clicks += [(k, x, y, label) for (x, y), label in zip(prompt.points, prompt.labels)]
+        if prompt.box is not None:
+            boxes.append((k, prompt.box))
+    pending = state.pending_corner if state.pending_pos == pos else None
+    return render_overlay(state.frame(pos), state.masks_on(pos), clicks, boxes, pending, max_side)
+
+
+# ---------------------------------------------------------------------------------------------------- objects
+def new_object(state: DemoState, limits: Limits, name: str | None = None) -> int:
+    """Add an empty object, make it the active one and return its index."""
+    if len(state.objects) >= limits.max_objects:
+        raise DemoError(f"At most {limits.max_objects} objects; remove one first.")
+    k = len(state.objects)
+    state.objects.append(DemoObject(obj_id=state.next_id, name=(name or "").strip() or f"object {k}"))
+    state.next_id += 1
+    state.active = k
+    state.pending_corner = None
+    return k
+
+
+def select_object(state: DemoState, k: int | None) -> None:
+    if k is None or not 0 <= k < len(state.objects):
+        raise DemoError("There is no such object.")
+    state.active, state.pending_corner = k, None
+
+
+def rename_object(state: DemoState, name: str) -> None:
+    if state.active is None:
+        raise DemoError("Select an object to rename.")
+    name = (name or "").strip()
+    if not name or len(name) > 40:
+        raise DemoError("A name needs 1 to 40 characters.")
+    state.objects[state.active].name = name
+
+
+def remove_object(state: DemoState) -> None:
+    """Remove the active object; the later ones move up one number (`<object2>` becomes `<object1>`)."""
+    if state.active is None:
+        raise DemoError("Select an object to remove.")
+    obj = state.objects.pop(state.active)
+    if obj.obj_id in state.session.obj_ids:
+        state.session.remove_object(obj.obj_id)
+    state.active = (min(state.active, len(state.objects) - 1)) if state.objects else None
+    state.pending_corner = None
+
+
+def _x_y(state: DemoState, x: float, y: float) -> tuple[float, float]:
+    h, w = state.session.height, state.session.width
+    if not (0 <= x < w and 0 <= y < h):
+        raise DemoError(f"The click at ({x:.0f}, {y:.0f}) is outside the {w}×{h} frame.")
+    return float(x), float(y)
+
+
+def click(state: DemoState, pos: int, x: float, y: float, mode: str, limits: Limits) -> str | None:
+    """A click at (x, y) video pixels on slider position `pos`: a positive/negative point or a box corner for the
+    active object (created if there is none). Returns a warning for the visitor, or None."""
+    if mode not in CLICK_MODES:
+        raise DemoError(f"Unknown click mode {mode!r}.")
+    pos = state.clamp(pos)
+    x, y = _x_y(state, x, y)
+    if state.active is None:
+        new_object(state, limits)
+    obj = state.objects[state.active]
+    prompt = obj.prompts.get(pos)
+    prompt = FramePrompt() if prompt is None or prompt.brush else prompt
+    if mode == "box":
+        if state.pending_corner is None or state.pending_pos != pos:
+            state.pending_corner, state.pending_pos = (x, y), pos
+            return None
+        (x0, y0), state.pending_corner = state.pending_corner, None
+        if abs(x - x0) < 2 or abs(y - y0) < 2:
+            return "That box is too small: click two opposite corners."
+        prompt.box = [min(x0, x), min(y0, y), max(x0, x), max(y0, y)]
+    else:
+        prompt.points.append([x, y])
+        prompt.labels.append(1 if mode == "positive" else 0)
+    return _apply(state, obj, pos, prompt)
+
+
+def brush(state: DemoState, pos: int, mask: np.ndarray, refine: bool, limits: Limits) -> str | None:
+    """A brush mask (H, W) for the active object on slider position `pos` (SAM refines it unless `refine` is
+    False)."""
+    pos = state.clamp(pos)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (state.session.height, state.session.width):
+        raise DemoError("The brush mask does not match the frame size; please draw again.")
+    if not mask.any():
+        raise DemoError("The brush mask is empty: paint over the object first.")
+    if state.active is None:
+        new_object(state, limits)
+    obj = state.objects[state.active]
+    result = state.session.add_mask(pos, obj.obj_id, mask, as_drawn=not refine)
+    obj.prompts[pos] = FramePrompt(brush=True)
+    obj.tracked, obj.last_prompt_pos = False, pos
+    return None if result.any() else "SAM found no object in that brush mask; paint again or click."
+
+
+def _apply(state: DemoState, obj: DemoObject, pos: int, prompt: FramePrompt) -> str | None:
+    if not prompt.points and prompt.box is None:
+        return None
+    try:
+        mask = state.session.add_prompts(pos, {obj.obj_id: prompt.as_session_prompt()})[obj.obj_id]
+    except ValueError as error:
+        raise DemoError(str(error)) from None
+    obj.prompts[pos] = prompt
+    obj.tracked, obj.last_prompt_pos = False, pos
+    return None if mask.any() else "The mask is empty here: click on another part of the object."
+
+
+def clear_frame(state: DemoState, pos: int) -> None:
+    """Forget the active object's clicks on this frame (the object is removed from SAM if nothing is left)."""
+    if state.active is None:
+        return
+    obj, pos = state.objects[state.active], state.clamp(pos)
+    obj.prompts.pop(pos, None)
+    state.pending_corner = None
+    if obj.obj_id in state.session.obj_ids:
+        state.session.remove_object(obj.obj_id)
+    obj.tracked = False
+    for p, prompt in obj.prompts.items():  # replay the prompts on other frames
+        if not prompt.brush:
+            state.session.add_prompts(p, {obj.obj_id: prompt.as_session_prompt()})
+    obj.prompts = {p: pr for p, pr in obj.prompts.items() if not pr.brush}
+    obj.last_prompt_pos = max(obj.prompts) if obj.prompts else None
+
+
+def track(backend: Backend, state: DemoState, progress: Callable[[int, int], None] | None = None) -> None:
+    """Track every object through all decoded frames."""
+    if not any(obj.prompts for obj in state.objects):
+        raise DemoError("Nothing to track yet: click on an object first.")
+    with model_errors("SAM 2"):
+        state.session.propagate(progress=progress)
+    for obj in state.objects:
+        obj.tracked = bool(obj.prompts)
+
+
+# ---------------------------------------------------------------------------------------------------- asking
+@contextlib.contextmanager
+def model_errors(what: str = "The model") -> Iterator[None]:
+    """Turn out-of-memory and other model failures into a `DemoError` (and free cached GPU memory)."""
+    import torch
+
+    try:
+        yield
+    except DemoError:
+        raise
+    except torch.cuda.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise DemoError(f"{what} ran out of GPU memory: try a shorter video, fewer objects or a shorter question.") from None
+    except Exception as error:
+        raise DemoError(f"{what} failed: {_short(error)}") from None
+
+
+def choose_frames(
+    masks: dict[int, np.ndarray], mode: str, model_frames: Sequence[int], prompt_frame: int | None = None
+) -> dict[int, np.ndarray]:
+    """The frames of one object the model sees: `single` (the prompted frame, else the largest mask), `multi`
+    (its masks on the model's sampled frames, else all its non-empty masks) or `auto` (multi when it has masks on
+    several frames)."""
+    if mode not in MODES:
+        raise DemoError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    nonempty = {f: m for f, m in masks.items() if np.asarray(m).any()}
+    if not nonempty:
+        raise DemoError("its mask is empty")
+    if mode == "auto":
+        mode = "multi" if len(nonempty) > 1 else "single"
+    if mode == "single":
+        frame = prompt_frame if prompt_frame in nonempty else None
+        return select_object_frames(nonempty, "single", frame_index=frame)
+    on_samples = {f: m for f, m in nonempty.items() if f in set(model_frames)}
+    return on_samples or nonempty
+
+
+def regions_for_model(
+    objects: Sequence[dict[int, np.ndarray]], mode: str, model_frames: Sequence[int],
+    prompt_frames: Sequence[int | None] | None = None,
+) -> list[dict[int, np.ndarray]]:
+    """`choose_frames` for each object, with a message naming the object when one cannot be used."""
+    out = []
+    for k, masks in enumerate(objects):
+        try:
+            out.append(choose_frames(masks, mode, model_frames, prompt_frames[k] if prompt_frames else None))
+        except ValueError as error:
+            raise DemoError(f"<object{k}> cannot be used: {error}.") from None
+    return out
+
+
+def state_regions(backend: Backend, state: DemoState, mode: str) -> list[dict[int, np.ndarray]]:
+    """The model's regions for the visitor's objects (`auto`: multi-frame for tracked objects, else single)."""
+    model_frames = sample_frame_indices(state.info.total_frames, backend.num_frames)
+    regions = []
+    for k, obj in enumerate(state.objects):
+        if not obj.prompts:
+            raise DemoError(f"<object{k}> has no mask yet: click on it, or remove it.")
+        object_mode = ("multi" if obj.tracked else "single") if mode == "auto" else mode
+        prompt_frame = state.frame_indices[obj.last_prompt_pos] if obj.last_prompt_pos is not None else None
+        regions += regions_for_model([state.object_masks(k)], object_mode, model_frames, [prompt_frame])
+    return regions
+
+
+def ask_stream(
+    backend: Backend, video: str, regions: Sequence[dict[int, np.ndarray]], question: str,
+    history: Sequence[tuple[str, str]] = (), stop_event=None,
+) -> Iterator[str]:
+    """Stream the growing answer; model failures become `DemoError`."""
+    with model_errors():
+        yield from backend.model.ask_stream(
+            video, list(regions), question, history=list(history) or None, stop_event=stop_event
+        )
+
+
+def ask_in_session(backend: Backend, state: DemoState, question: str, mode: str, limits: Limits) -> Iterator[str]:
+    """Answer a chat question about the visitor's objects, streaming; the exchange joins the history at the end."""
+    question = check_question(question, len(state.objects), limits)
+    regions = state_regions(backend, state, mode)
+    state.stop_event.clear()
+    answer = ""
+    for answer in ask_stream(backend, state.info.path, regions, question, state.history, state.stop_event):
+        yield answer
+    if state.stop_event.is_set():
+        answer += " …(stopped)"
+        yield answer
+    state.history.append((question, answer))

@@ -1,0 +1,89 @@
+"""Per-visitor state: the video, its decoded frames, the objects pointed at, and the chat (one per browser session)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .limits import VideoInfo
+
+
+@dataclass
+class FramePrompt:
+    """What the visitor gave for one object on one frame: clicks and a box, or a brush mask."""
+
+    points: list[list[float]] = field(default_factory=list)  # [[x, y], ...] in video pixels
+    labels: list[int] = field(default_factory=list)  # 1 positive, 0 negative
+    box: list[float] | None = None  # [x0, y0, x1, y1]
+    brush: bool = False
+
+    def as_session_prompt(self) -> dict[str, Any]:
+        """Keyword form for `SegmentationSession.add_prompts`."""
+        prompt: dict[str, Any] = {}
+        if self.points:
+            prompt.update(points=np.asarray(self.points, dtype=np.float32), labels=np.asarray(self.labels))
+        if self.box is not None:
+            prompt["box"] = np.asarray(self.box, dtype=np.float32)
+        return prompt
+
+
+@dataclass
+class DemoObject:
+    """One object: `<objectK>` where K is its position in `DemoState.objects`."""
+
+    obj_id: int  # the segmentation session's id (stable across renumbering)
+    name: str
+    prompts: dict[int, FramePrompt] = field(default_factory=dict)  # slider position -> prompt
+    tracked: bool = False  # masks on every decoded frame are up to date
+    last_prompt_pos: int | None = None
+
+
+@dataclass
+class DemoState:
+    """Everything one visitor has: never shared between sessions."""
+
+    info: VideoInfo
+    frame_indices: list[int]  # raw frame index of each decoded frame (the slider's positions)
+    session: Any  # videorefer.segmentation.SegmentationSession over the decoded frames
+    objects: list[DemoObject] = field(default_factory=list)
+    active: int | None = None  # index of the object being edited
+    next_id: int = 0
+    pending_corner: tuple[float, float] | None = None  # first corner of a box being drawn
+    pending_pos: int | None = None
+    history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) pairs for the model
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def names(self) -> list[str]:
+        return [obj.name for obj in self.objects]
+
+    def frame(self, pos: int) -> np.ndarray:
+        return self.session.frames[self.clamp(pos)]
+
+    def clamp(self, pos: Any) -> int:
+        """A valid slider position from whatever the slider sent."""
+        try:
+            value = int(round(float(pos)))
+        except (TypeError, ValueError):
+            value = 0
+        return min(max(value, 0), len(self.frame_indices) - 1)
+
+    def masks_on(self, pos: int) -> dict[int, np.ndarray]:
+        """Object index -> mask on slider position `pos`, for the objects that have one there."""
+        all_masks = self.session.masks
+        out = {}
+        for k, obj in enumerate(self.objects):
+            mask = all_masks.get(obj.obj_id, {}).get(pos)
+            if mask is not None and (obj.tracked or pos in obj.prompts):
+                out[k] = mask
+        return out
+
+    def object_masks(self, k: int) -> dict[int, np.ndarray]:
+        """Object `k`'s current masks by raw frame index (tracked frames, or its prompted frames only)."""
+        obj = self.objects[k]
+        masks = self.session.masks.get(obj.obj_id, {})
+        keep = masks if obj.tracked else {p: m for p, m in masks.items() if p in obj.prompts}
+        return {self.frame_indices[p]: m for p, m in keep.items()}

@@ -129,9 +129,10 @@ def _api(h: DemoHandlers, gpu: dict) -> None:
     buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **gpu)
 
 
-def launch(settings: Settings, **kwargs) -> gr.Blocks:
-    """Load the models once, build the page and serve it (no share link; only examples/ is served from disk)."""
-    backend = load_backend(settings)
+def launch(settings: Settings, backend: Backend | None = None, **kwargs) -> gr.Blocks:
+    """Load the models once (unless given), build the page and serve it (no share link; only examples/ is served
+    from disk besides gradio's upload cache). `kwargs` go to `Blocks.launch` (e.g. `prevent_thread_lock=True`)."""
+    backend = backend or load_backend(settings)
     demo = build_demo(backend)
     demo.queue(default_concurrency_limit=8)
     demo.launch(

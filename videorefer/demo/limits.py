@@ -72,10 +72,12 @@ def check_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
     size_mb = file.stat().st_size / 1e6
     if size_mb > limits.max_file_mb:
         raise DemoError(f"The file is {size_mb:.1f} MB; the limit is {limits.max_file_mb:g} MB.")
+    _probe(file)
     try:
         total, fps, height, width = video_info(str(file))
     except Exception as error:  # decoders raise many kinds of errors on broken files
-        raise DemoError(f"'{file.name}' could not be read as a video (is it corrupt?): {_short(error)}") from None
+        message = _short(error).replace(str(file), file.name)
+        raise DemoError(f"'{file.name}' could not be read as a video (is it corrupt?): {message}") from None
     if total <= 0:
         raise DemoError(f"'{file.name}' has no frames.")
     info = VideoInfo(str(file), int(total), fps, int(height), int(width))
@@ -108,6 +110,29 @@ def check_question(question: str | None, num_objects: int, limits: Limits) -> st
     return text
 
 
+def _probe(file: Path) -> None:
+    """Open the container with PyAV: a clear message for files that are not videos or hold no video frames."""
+    import av
+
+    try:
+        with av.open(str(file)) as container:
+            if not container.streams.video:
+                raise DemoError(f"'{file.name}' has no video frames.")
+            stream = container.streams.video[0]
+            if not stream.frames and next(iter(container.decode(video=0)), None) is None:
+                raise DemoError(f"'{file.name}' has no video frames.")
+    except DemoError:
+        raise
+    except Exception as error:
+        raise DemoError(f"'{file.name}' could not be read as a video (is it corrupt?): "
+                         f"{_short(error).replace(str(file), file.name)}") from None
+
+
+_DECORD_PREFIX = re.compile(r"^\[[\d:]+\] \S+: ")
+
+
 def _short(error: BaseException, limit: int = 160) -> str:
+    """The first line of an error's message, without decoder log prefixes, at most `limit` characters."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = _DECORD_PREFIX.sub("", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

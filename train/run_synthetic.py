@@ -1,6 +1,6 @@
 """Prove that training teaches the model something: the synthetic referring task, end to end, on CPU.
 
-    python -m train.run_synthetic [--out /tmp/videorefer-synthetic] [--train 300] [--heldout 50] [--epochs 4]
+    python -m train.run_synthetic [--out /tmp/videorefer-synthetic] [--train 200] [--heldout 50] [--epochs 3]
 
 1. builds the tiny random VideoRefer (`videorefer.testing.tiny_model`; 112 px frames, so the patch grid is 8x8);
 2. writes the synthetic task (`train.synthetic`: moving coloured shapes, questions whose answer depends on which
@@ -49,7 +49,7 @@ def evaluate(model_dir: Path, data_dir: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/videorefer-synthetic"), help="work folder (replaced)")
-    parser.add_argument("--train", type=int, default=300, help="training videos (4 questions each)")
+    parser.add_argument("--train", type=int, default=200, help="training videos (4 questions each)")
     parser.add_argument("--heldout", type=int, default=50, help="held-out videos (4 questions each)")
     parser.add_argument("--epochs", type=float, default=None, help="override num_train_epochs of the config")
     parser.add_argument("--seed", type=int, default=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,6 +41,7 @@ STAGES = ("region_alignment", "instruction")
 TUNINGS = ("full", "lora", "qlora")
 # The LLM's linear layers (not the vision tower's, whose layers live under `vision_model.encoder.layers`).
 LORA_TARGETS = r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 OWN_KEYS: dict[str, Any] = {
     "model_name_or_path": None,  # a checkpoint in the official layout (folder or Hub id)
     "stage": "instruction",  # region_alignment | instruction
@@ -66,8 +68,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "save_steps": 500,
     "save_total_limit": 2,
     "logging_steps": 10,
-    "gradient_checkpointing": True,
-    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "activation_checkpointing": True,  # gradient checkpointing (its transformers 5 name)
+    "activation_checkpointing_kwargs": {"use_reentrant": False},
     "remove_unused_columns": False,  # the model takes masks and frames the Trainer cannot see in its signature
     "label_names": ["labels"],
     "report_to": "none",
@@ -88,15 +90,21 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             if not item.startswith("--") or not items:
                 raise ValueError(f"cannot read the override {item!r}: write key=value")
             value = items.pop(0)
-        out[key.replace("-", "_")] = yaml.safe_load(value)
+        out[key.replace("-", "_")] = _number(yaml.safe_load(value))
     return out
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads `1e-5` (no dot) as a string; configs mean a number."""
+    return float(value) if isinstance(value, str) and SCIENTIFIC.match(value) else value
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """A YAML or JSON config file with command-line overrides applied; unknown keys are an error."""
     text = Path(path).read_text()
     config = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    config = {**OWN_KEYS, **TRAINING_DEFAULTS, **(config or {}), **parse_overrides(overrides)}
+    config = {k: _number(v) for k, v in (config or {}).items()}
+    config = {**OWN_KEYS, **TRAINING_DEFAULTS, **config, **parse_overrides(overrides)}
     unknown = sorted(k for k in config if k not in OWN_KEYS and k not in TrainingArguments.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown config keys {unknown} in {path} (neither ours nor TrainingArguments fields)")

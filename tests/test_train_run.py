@@ -1,0 +1,166 @@
+"""Training runs on the tiny model, CPU: the loss falls, a killed run resumes where it stopped with the same data
+order, LoRA / QLoRA train and save adapters (and merged models), stage 1 saves and loads the object encoder alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from train import synthetic
+from train.checkpoints import REGION_ENCODER_FILE, load_region_encoder
+from train.train import load_config, run
+from videorefer import VideoRefer
+from videorefer.modeling_videorefer import VideoReferQwen2ForCausalLM
+
+CONFIG = Path(__file__).resolve().parents[1] / "train" / "configs" / "synthetic_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> Path:
+    """Three synthetic videos (12 samples) in the VideoRefer-700K format."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(folder, n_train=3, n_heldout=1, seed=0, size=48, num_frames=8)
+    return folder
+
+
+def config_for(tiny_checkpoint, task, output_dir, **overrides):
+    items = [f"model_name_or_path={tiny_checkpoint}", f"data_path={task / 'train.json'}", f"output_dir={output_dir}",
+             "per_device_train_batch_size=2", "logging_steps=1", "save_steps=1000", "warmup_steps=0",
+             "num_frames=4", "disable_tqdm=true"]
+    items += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(CONFIG, items)
+
+
+def losses(trainer) -> dict[int, float]:
+    return {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_config_overrides_and_unknown_keys(tiny_checkpoint, task, tmp_path):
+    config = config_for(tiny_checkpoint, task, tmp_path, learning_rate="1e-4", **{"--lora-r": 8})
+    assert config["learning_rate"] == 1e-4 and config["lora_r"] == 8 and config["activation_checkpointing"] is False
+    with pytest.raises(ValueError, match="unknown config keys.*lerning_rate"):
+        config_for(tiny_checkpoint, task, tmp_path, lerning_rate=1)
+
+
+def test_short_run_loss_falls_and_saves_official_layout(tiny_checkpoint, task, tmp_path):
+    config = config_for(tiny_checkpoint, task, tmp_path / "out", max_steps=40, learning_rate=1e-2,
+                        lr_scheduler_type="constant")
+    trainer = run(config)
+    logged = list(losses(trainer).values())
+    assert len(logged) == 40
+    assert sum(logged[-5:]) / 5 < 0.5 * sum(logged[:5]) / 5
+    # The output loads through the inference API and gives the trained model's weights.
+    vr = VideoRefer.from_pretrained(tmp_path / "out", device="cpu")
+    trained = trainer.model.state_dict()
+    for key, value in vr.model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+
+
+class StopAt(TrainerCallback):
+    """Dies like a killed process right after the checkpoint of step `step` is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+class Recorder(TrainerCallback):
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_resume_after_interrupt_continues_with_same_data_order(tiny_checkpoint, task, tmp_path):
+    settings = dict(max_steps=6, save_steps=2, learning_rate=1e-3)
+    reference = losses(run(config_for(tiny_checkpoint, task, tmp_path / "ref", **settings)))
+    with pytest.raises(KeyboardInterrupt):
+        run(config_for(tiny_checkpoint, task, tmp_path / "cut", **settings), callbacks=[StopAt(4)])
+    assert (tmp_path / "cut" / "checkpoint-4").is_dir() and not (tmp_path / "cut" / "checkpoint-6").exists()
+    steps = Recorder()
+    resumed = run(config_for(tiny_checkpoint, task, tmp_path / "cut", **settings), callbacks=[steps])  # same command
+    assert steps.steps == [5, 6]  # it went on after step 4, not from scratch
+    continued = losses(resumed)  # steps 1-4 come back from the checkpoint's trainer state
+    for step in range(1, 7):  # same weights and same batches as the uninterrupted run
+        assert continued[step] == pytest.approx(reference[step], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("tuning", ["lora", "qlora"])
+def test_lora_and_qlora(tiny_checkpoint, task, tmp_path, tuning):
+    pytest.importorskip("peft")
+    if tuning == "qlora":
+        pytest.importorskip("bitsandbytes")
+    config = config_for(tiny_checkpoint, task, tmp_path / tuning, tuning=tuning, max_steps=3, learning_rate=1e-2,
+                        lora_r=4, lora_alpha=8)
+    base = weights(VideoReferQwen2ForCausalLM.from_pretrained(tiny_checkpoint))
+    trainer = run(config)
+    model = trainer.model
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n and "model.layers.0.self_attn.q_proj" in n for n in names)
+    assert any("region_encoder.modules_to_save" in n for n in names)
+    assert any("mm_projector.modules_to_save" in n for n in names)
+    assert not any("vision_tower" in n or "embed_tokens" in n or "lm_head" in n for n in names)
+    if tuning == "qlora":
+        import bitsandbytes as bnb
+
+        q_proj = model.get_base_model().model.layers[0].self_attn.q_proj.base_layer
+        assert isinstance(q_proj, bnb.nn.Linear4bit)
+    out = tmp_path / tuning
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    merged = VideoRefer.from_pretrained(out / "merged", device="cpu").model.state_dict()
+    # The object encoder trained fully; the merged LLM differs from the base only through the LoRA update.
+    key = "model.region_encoder.feat_linear.0.weight"
+    assert not torch.equal(merged[key], base[key])
+    assert torch.equal(merged["model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight"],
+                       base["model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight"])
+    assert not torch.allclose(merged["model.layers.0.self_attn.q_proj.weight"],
+                              base["model.layers.0.self_attn.q_proj.weight"])
+    if tuning == "lora":  # the adapter on the base answers like the merged model
+        adapted = VideoRefer.from_pretrained(tiny_checkpoint, device="cpu", adapter=out)
+        merged_vr = VideoRefer.from_pretrained(out / "merged", device="cpu")
+        batch = next(iter(trainer.get_train_dataloader()))
+        with torch.no_grad():
+            a = adapted.model(**batch).logits
+            b = merged_vr.model(**batch).logits
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_stage1_saves_and_loads_the_object_encoder_alone(tiny_checkpoint, task, tmp_path):
+    out = tmp_path / "stage1"
+    config = config_for(tiny_checkpoint, task, out, stage="region_alignment", max_steps=4, save_steps=2,
+                        learning_rate=1e-2)
+    base = weights(VideoReferQwen2ForCausalLM.from_pretrained(tiny_checkpoint))
+    trainer = run(config)
+    after = trainer.model.state_dict()
+    changed = {k for k in base if not torch.equal(base[k], after[k])}
+    assert changed and all(k.startswith("model.region_encoder.") for k in changed)
+    # Only region_encoder.bin, in the final output and in the checkpoints; keys as in the official file.
+    assert (out / REGION_ENCODER_FILE).is_file() and not (out / "model.safetensors").exists()
+    assert (out / "checkpoint-4" / REGION_ENCODER_FILE).is_file()
+    assert not (out / "checkpoint-4" / "model.safetensors").exists()
+    saved = torch.load(out / REGION_ENCODER_FILE, weights_only=True)
+    assert sorted(saved) == sorted(k for k in base if k.startswith("model.region_encoder."))
+    fresh = VideoReferQwen2ForCausalLM.from_pretrained(tiny_checkpoint)
+    load_region_encoder(fresh, out / REGION_ENCODER_FILE)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, after[key]), key
+    # Stage 2 starts from it through the config; a file without encoder weights is refused.
+    stage2 = config_for(tiny_checkpoint, task, tmp_path / "stage2", pretrain_region_encoder=out, max_steps=1,
+                        learning_rate=0.0)
+    trainer2 = run(stage2)
+    assert torch.equal(trainer2.model.state_dict()["model.region_encoder.feat_linear.2.bias"],
+                       after["model.region_encoder.feat_linear.2.bias"])
+    torch.save({"model.mm_projector.x": torch.zeros(1)}, tmp_path / "wrong.bin")
+    with pytest.raises(ValueError, match="region_encoder"):
+        load_region_encoder(fresh, tmp_path / "wrong.bin")

@@ -18,6 +18,7 @@ import gradio as gr  # noqa: E402
 
 from videorefer.demo.backend import Backend, Settings, load_backend, parse_settings  # noqa: E402
 from videorefer.demo.handlers import CLICK_LABELS, MODE_LABELS, DemoHandlers  # noqa: E402
+from videorefer.demo.overlay import legend_html  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 INSTRUCTIONS = """
@@ -70,7 +71,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
                                 type="filepath", elem_id="video-upload")
                 gr.Examples([[str(EXAMPLES / "bigbuckbunny.mp4")]], inputs=[video], label="Example video")
                 gr.Markdown("### Objects")
-                legend = gr.HTML(elem_id="legend")
+                legend = gr.HTML(legend_html([], [], None), elem_id="legend")
                 objects = gr.Dropdown(choices=[], label="Object being edited", elem_id="object-select")
                 with gr.Row():
                     new = gr.Button("New object", size="sm", elem_id="new-object")

@@ -1,0 +1,109 @@
+"""A real browser (Debian's chromium, headless, via Playwright) on `python app.py --tiny`: upload the example, click
+on the frame, see the mask overlay, ask a question, see the answer stream in; a second visitor sees none of it."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from videorefer.demo.testing import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--disable-sync", "--disable-quic"]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The README's command, `python app.py --tiny`, on a free port of 127.0.0.1."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "app.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--tiny", "--port", str(port), "--scrub-frames", "8"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 150
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"app.py did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _frame_pixels(page) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.locator("#frame img").screenshot())).convert("RGB"), dtype=np.int16)
+
+
+def test_upload_click_ask_in_a_real_browser(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            page.goto(server)
+            sync_api.expect(page.locator("#tiny-banner")).to_contain_text("TINY RANDOM MODELS")
+            page.locator("#video-upload input[type=file]").set_input_files(str(ROOT / "examples" / "bigbuckbunny.mp4"))
+            sync_api.expect(page.locator("#frame-caption")).to_contain_text("Frame 0 of 132", timeout=60_000)
+            before = _frame_pixels(page)
+            image = page.locator("#frame img")
+            size = image.bounding_box()
+            image.click(position={"x": size["width"] * 0.37, "y": size["height"] * 0.53})
+            sync_api.expect(page.locator("#legend")).to_contain_text("<object0>", timeout=60_000)
+            page.wait_for_timeout(500)
+            after = _frame_pixels(page)
+            changed = np.abs(after - before).sum(-1) > 30
+            assert changed.mean() > 0.01, "no mask overlay appeared after the click"
+            blue = np.array([31, 119, 180])  # <object0>'s outline colour
+            assert (np.abs(after - blue).sum(-1) < 40).sum() > 50
+
+            page.evaluate("""() => {
+                window.__answerLengths = [];
+                new MutationObserver(() => {
+                    const bots = document.querySelectorAll('#chat .message.bot, #chat [data-testid="bot"]');
+                    if (bots.length) window.__answerLengths.push(bots[bots.length - 1].innerText.length);
+                }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
+            }""")
+            page.locator("#question textarea").fill("What is <object0> doing?")
+            page.locator("#send").click()
+            sync_api.expect(page.locator("#chat")).to_contain_text("<object0>", timeout=60_000)
+            page.wait_for_function("() => window.__answerLengths.filter(n => n > 1).length > 0", timeout=60_000)
+            page.wait_for_timeout(2000)
+            lengths = page.evaluate("() => window.__answerLengths")
+            assert len({n for n in lengths if n > 1}) >= 2, f"the answer did not stream: {lengths}"
+            page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'demo.png'}")
+            assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+            other = browser.new_context().new_page()  # another visitor: fresh state
+            other.goto(server)
+            sync_api.expect(other.locator("#legend")).to_contain_text("No objects yet", timeout=30_000)
+            assert "<object0>" not in other.locator("#chat").inner_text()
+            assert other.locator("#frame img").count() == 0  # nor the first visitor's video
+        finally:
+            browser.close()

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from conftest import OFFICIAL_TINY
 from videorefer import VideoReferQwen2Config, VideoReferQwen2ForCausalLM
-from videorefer.vision import resolve_vision_config
+from videorefer.testing.tiny_model import videorefer_7b_config
 
 
 def read_shapes(path) -> dict[str, tuple[int, ...]]:
@@ -20,22 +20,11 @@ def read_shapes(path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def seven_b_config() -> VideoReferQwen2Config:
-    """The published VideoRefer-7B configuration (its config.json only names the SigLIP tower)."""
-    config = VideoReferQwen2Config(
-        vocab_size=151647, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=False,
-        mm_vision_tower="google/siglip-so400m-patch14-384", mm_hidden_size=1152, num_frames=16,
-    )
-    resolve_vision_config(config)
-    return config
-
-
 def test_7b_names_and_shapes_match_the_official_model():
     expected = read_shapes(OFFICIAL_TINY / "videorefer7b_param_shapes.tsv")
     assert len(expected) == 904
     with torch.device("meta"):
-        model = VideoReferQwen2ForCausalLM(seven_b_config())
+        model = VideoReferQwen2ForCausalLM(videorefer_7b_config())
     ours = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     assert sorted(set(expected) - set(ours)) == []
     assert sorted(set(ours) - set(expected)) == []

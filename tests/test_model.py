@@ -171,17 +171,21 @@ def test_quantised_loading_keeps_the_object_encoder_in_full_precision(tiny_check
     assert isinstance(vr.ask(video, [masks], "What is <object0>?", max_new_tokens=3), str)
 
 
-def test_follow_up_reuses_the_prompt_key_value_cache(tiny_checkpoint):
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_follow_up_reuses_the_prompt_key_value_cache(tiny_checkpoint, cache):
     video, masks = moving_square_video(seed=5)
     reusing = VideoRefer.from_pretrained(tiny_checkpoint, device="cpu")
+    if cache == "static":
+        reusing.generation_defaults["cache_implementation"] = "static"
     fresh = VideoRefer(reusing.model, reusing.processor)
     fresh.reuse_prefix_cache = False
-    first = reusing.ask(video, [masks], "What is <object0>?", max_new_tokens=8, min_new_tokens=8)
+    settings = dict(max_new_tokens=8, min_new_tokens=8)
+    first = reusing.ask(video, [masks], "What is <object0>?", **settings)
     first_len = reusing.prefix_cache.embeds.shape[0] - 8
     history = [("What is <object0>?", first)]
-    follow = reusing.ask(video, [masks], "Where does it go?", history=history, max_new_tokens=8, min_new_tokens=8)
+    follow = reusing.ask(video, [masks], "Where does it go?", history=history, **settings)
     assert reusing.prefix_cache.reused_tokens >= first_len  # the whole first prompt came from the cache
-    assert follow == fresh.ask(video, [masks], "Where does it go?", history=history, max_new_tokens=8, min_new_tokens=8)
+    assert follow == fresh.ask(video, [masks], "Where does it go?", history=history, **settings)
     # Other objects change the object tokens: the cache is used only up to them.
     reusing.ask(video, [{0: masks[0]}], "Where does it go?", history=history, max_new_tokens=2)
     assert 0 < reusing.prefix_cache.reused_tokens < first_len

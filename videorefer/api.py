@@ -135,6 +135,10 @@ class PrefixCache:
         self.lock = threading.Lock()
         self.reused_tokens = 0  # positions the last `take` served from the cache
 
+    def clear(self) -> None:
+        with self.lock:
+            self.cache = self.embeds = None
+
     def take(self, embeds: torch.Tensor, room: int) -> Any:
         """The cache cropped to the longest prefix shared with `embeds` `(1, L, d)`, or None. Leaves it empty."""
         with self.lock:
@@ -143,11 +147,11 @@ class PrefixCache:
             self.reused_tokens = 0
         if cache is None or embeds.shape[0] != 1:
             return None
-        cached = cache.get_seq_length()
+        cached = int(cache.get_seq_length())
         n = min(cached, previous.shape[0], embeds.shape[1] - 1)  # at least one new position yields the next logits
         shared = int((previous[:n] == embeds[0, :n]).all(-1).long().cumprod(0).sum()) if n > 0 else 0
-        max_len = cache.get_max_cache_shape() if hasattr(cache, "get_max_cache_shape") else None
-        if shared == 0 or (max_len is not None and max_len > 0 and embeds.shape[1] + room > max_len):
+        max_len = cache.get_max_length()  # -1: grows without bound
+        if shared == 0 or (max_len > 0 and embeds.shape[1] + room > max_len):
             return None
         if cached > shared:
             cache.crop(shared - cached)  # a negative count removes tokens from the end
@@ -340,7 +344,9 @@ class VideoRefer:
             from transformers import DynamicCache, StaticCache
 
             if settings.get("cache_implementation") == "static":
-                cache = StaticCache(config=model.config, max_cache_len=embeds.shape[1] + room)
+                # Room for follow-ups, in steps of 512 so compiled decoding sees few distinct shapes.
+                length = -(-(embeds.shape[1] + room + 256) // 512) * 512
+                cache = StaticCache(config=model.config, max_cache_len=length)
             else:
                 cache = DynamicCache(config=model.config)
         settings = {k: v for k, v in settings.items() if k != "cache_implementation"}

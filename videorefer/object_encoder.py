@@ -52,7 +52,7 @@ def mask_cells(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
         return grid > 0
     rows, row_ok = (t.to(masks.device) for t in _bilinear_taps(masks.shape[1], h))
     cols, col_ok = (t.to(masks.device) for t in _bilinear_taps(masks.shape[2], w))
-    picked = masks[:, rows.reshape(-1)][:, :, cols.reshape(-1)] > 0  # (n, h*2, w*2)
+    picked = masks.index_select(1, rows.reshape(-1)).index_select(2, cols.reshape(-1)) > 0  # (n, h*2, w*2)
     picked = picked.reshape(-1, h, 2, w, 2) & row_ok[None, :, :, None, None] & col_ok[None, None, None, :, :]
     return picked.any(dim=4).any(dim=2)
 

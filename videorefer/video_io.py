@@ -146,18 +146,25 @@ def _probe_file(path: str) -> tuple[int, float | None]:
 
 def _decode_file(path: str, indices: list[int]) -> np.ndarray:
     try:
-        import decord
-
-        reader = decord.VideoReader(path, num_threads=1)
-        return reader.get_batch(indices).asnumpy()
+        return decode_with_decord(path, indices)
     except Exception:  # decord missing, or a stream it cannot convert (e.g. some RGB codecs): PyAV decodes all
-        pass
+        return decode_with_pyav(path, indices)
+
+
+def decode_with_decord(path: str, indices: list[int]) -> np.ndarray:
+    import decord
+
+    return decord.VideoReader(path, num_threads=1).get_batch(indices).asnumpy()
+
+
+def decode_with_pyav(path: str, indices: list[int]) -> np.ndarray:
+    """Decode in order and convert only the wanted frames (faster than seeking for a few frames of a short clip)."""
     import av
 
     wanted = set(indices)
     found: dict[int, np.ndarray] = {}
     try:
-        with av.open(path) as container:  # decode in order, convert only the wanted frames
+        with av.open(path) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i in wanted:
                     found[i] = frame.to_ndarray(format="rgb24")

@@ -20,7 +20,7 @@ from ..configuration_videorefer import REGION_TOKEN, VideoReferQwen2Config
 from ..modeling_videorefer import VideoReferQwen2ForCausalLM
 from ..processing_videorefer import VideoReferProcessor
 
-__all__ = ["build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "TINY_VISION_FOLDER"]
+__all__ = ["build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "videorefer_7b_config", "TINY_VISION_FOLDER"]
 
 TINY_VISION_FOLDER = "tiny-siglip-vision"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -111,3 +111,19 @@ def build_tiny_videorefer(
     saved.pop("vision_config", None)
     (folder / "config.json").write_text(json.dumps(saved, indent=2))
     return folder
+
+
+def videorefer_7b_config(**overrides) -> VideoReferQwen2Config:
+    """The published VideoRefer-7B configuration (Qwen2-7B + SigLIP so400m), for shape checks and speed benchmarks."""
+    from ..vision import resolve_vision_config
+
+    settings = dict(
+        vocab_size=151647, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
+        tie_word_embeddings=False, mm_vision_tower="google/siglip-so400m-patch14-384", mm_hidden_size=1152,
+        num_frames=16,
+    )
+    settings.update(overrides)
+    config = VideoReferQwen2Config(**settings)
+    resolve_vision_config(config)
+    return config

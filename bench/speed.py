@@ -1,0 +1,401 @@
+"""Speed and memory of VideoRefer on CPU or CUDA: one command, a Markdown table and a JSON file.
+
+    python -m bench.speed --device cpu  --out runs/speed-cpu            # encoder, decoding, tiny end to end, SAM2 tiny
+    python -m bench.speed --device cuda --out runs/speed-gpu --parts encoder,7b,sam2
+
+Every figure is the median of `--repeats` runs after a warm-up. Parts:
+* `encoder`: the object encoder (mask pooling + temporal merge + MLP) at the real 7B sizes (27x27x1152 -> 3584,
+  16 frames, masks 480x640) for 1, 4 and 8 objects, against a per-object, per-frame loop of the same math;
+* `decode`: 16 frames from an `examples/` video with decord and with PyAV;
+* `tiny`: end to end on the random tiny model (time to first token with 1 and 4 objects, decode tokens/s, follow-up);
+* `7b`: the same on a VideoRefer-7B-shaped model with random weights (bf16, then 4-bit and 8-bit through the real
+  quantised loading path), with peak GPU memory; static cache + compiled decoding as well;
+* `sam2`: SAM 2 tracking frames/s (tiny random model on CPU; hiera-large shapes on CUDA).
+Results are written after each part, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_VIDEO = ROOT / "examples" / "bigbuckbunny.mp4"
+
+
+# ---------------------------------------------------------------------- timing
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `fn` in seconds."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------- object encoder
+def loop_object_encoder(encoder, features: torch.Tensor, masks: torch.Tensor, per_object: list[int]) -> torch.Tensor:
+    """The baseline: the same math, one object and one frame at a time."""
+    out, start = [], 0
+    h, w = features.shape[1:3]
+    for n in per_object:
+        pooled = []
+        for i in range(start, start + n):
+            grid = F.interpolate(masks[i][None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            selected = grid > 0
+            pooled.append(features[i][selected].float().mean(0) if selected.any() else features.new_zeros(features.shape[-1]))
+        tokens = torch.stack(pooled)
+        if n > encoder.tokens_per_object:
+            sims = [F.cosine_similarity(tokens[i], tokens[i + 1], dim=0) for i in range(n - 1)]
+            threshold = sorted(sims, reverse=True)[n - encoder.tokens_per_object - 1]
+            groups, current = [], []
+            for i in range(n - 1):
+                current.append(tokens[i])
+                if sims[i] < threshold:
+                    groups.append(torch.stack(current).mean(0))
+                    current = []
+            current.append(tokens[n - 1])
+            groups.append(torch.stack(current).mean(0))
+            tokens = torch.stack(groups)
+        out.append(encoder.project(tokens))
+        start += n
+    return torch.cat(out)
+
+
+def random_masks(n: int, height: int, width: int, device: str, seed: int = 0) -> torch.Tensor:
+    """Ellipses of random size and place, as uint8 `(n, H, W)`."""
+    gen = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    masks = np.zeros((n, height, width), np.uint8)
+    for i in range(n):
+        cy, cx = gen.uniform(0.2, 0.8) * height, gen.uniform(0.2, 0.8) * width
+        ry, rx = gen.uniform(0.05, 0.3) * height, gen.uniform(0.05, 0.3) * width
+        masks[i] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    return torch.from_numpy(masks).to(device)
+
+
+def bench_encoder(device: str, repeats: int, dtype: torch.dtype) -> list[dict]:
+    from videorefer.object_encoder import ObjectEncoder
+
+    encoder = ObjectEncoder(1152, 3584).to(device, dtype).eval()
+    rows = []
+    for objects in (1, 4, 8):
+        per_object = [16] * objects
+        n = sum(per_object)
+        features = torch.randn(n, 27, 27, 1152, device=device, dtype=dtype)
+        masks = random_masks(n, 480, 640, device)
+        counts = torch.tensor(per_object, device=device)
+        with torch.inference_mode():
+            ours = encoder(features, masks, counts)[0]
+            loop = loop_object_encoder(encoder, features, masks, per_object)
+            same = torch.allclose(ours.float(), loop.float(), atol=1e-2 if dtype != torch.float32 else 1e-4, rtol=1e-3)
+            t_ours = median_time(lambda: encoder(features, masks, counts), device, repeats)
+            t_loop = median_time(lambda: loop_object_encoder(encoder, features, masks, per_object), device, max(3, repeats // 2))
+        rows.append(dict(part="encoder", objects=objects, frames=16, ours_ms=t_ours * 1e3, loop_ms=t_loop * 1e3,
+                         speedup=t_loop / t_ours, outputs_equal=bool(same)))
+    return rows
+
+
+# ---------------------------------------------------------------------- video decoding
+def bench_decode(repeats: int) -> list[dict]:
+    """16 frames of the 720p example clip, sampled as the model samples them, with each backend installed."""
+    from videorefer import video_io
+
+    if not EXAMPLE_VIDEO.exists():
+        return []
+    path = str(EXAMPLE_VIDEO)
+    indices = video_io.sample_frame_indices(video_io.video_info(path)[0], 16)
+    rows = []
+    for backend, decode in (("decord", video_io.decode_with_decord), ("pyav", video_io.decode_with_pyav)):
+        try:
+            decode(path, indices)
+        except ImportError:
+            continue
+        t = median_time(lambda: decode(path, indices), "cpu", repeats)
+        rows.append(dict(part="decode", backend=backend, video=EXAMPLE_VIDEO.name, frames=16, ms=t * 1e3))
+    return rows
+
+
+# ---------------------------------------------------------------------- end to end
+def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objects_counts=(1, 4),
+               static: bool = False) -> list[dict]:
+    """Time to first token (vision + prefill), decode tokens/s and a follow-up, with peak memory."""
+    from videorefer.processing_videorefer import region_question
+    from videorefer.video_io import Video
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (16, 480, 640, 3), dtype=np.uint8)
+    video = Video(frames=frames, frame_indices=list(range(16)), total_frames=16, key=f"bench:{label}")
+    masks = random_masks(64, 480, 640, "cpu").numpy().astype(bool)
+    rows = []
+    settings = dict(do_sample=False, eos_token_id=None)
+    if static:
+        settings["cache_implementation"] = "static"
+    for n_objects in objects_counts:
+        objects = [{t: masks[(k * 16 + t) % 64] for t in range(16)} for k in range(n_objects)]
+        question = "Describe " + ", ".join(f"<object{k}>" for k in range(n_objects)) + " in detail."
+
+        def run(max_new_tokens: int, fresh_video: bool, question: str = question, history=None) -> None:
+            if fresh_video:  # nothing cached: frames, vision tower, object encoder, prefill
+                vr.cache = type(vr.cache)(vr.cache.size)
+            vr.prefix_cache.clear()
+            prepared = vr.prepare(video, objects, question, history=history)
+            vr._generate(prepared, {**settings, "max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens})
+
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        ttft = median_time(lambda: run(1, True), device, repeats, warmup=2)
+        # The model alone, from preprocessed tensors (as the official figures are taken): vision, encoder, prefill.
+        inputs = vr.processor(video, region_question(question, n_objects), objects)
+
+        def model_only() -> None:
+            vr.prefix_cache.clear()
+            visual = vr._model().encode_visual(*vr._visual_args(inputs))
+            prepared = dict(input_ids=inputs["input_ids"].to(vr.device), attention_mask=inputs["attention_mask"].to(vr.device),
+                            visual_features=visual)
+            vr._generate(prepared, {**settings, "max_new_tokens": 1})
+
+        with torch.inference_mode():
+            model_ttft = median_time(model_only, device, repeats, warmup=1)
+        prefill = median_time(lambda: run(1, False), device, repeats, warmup=1)
+        answer = median_time(lambda: run(new_tokens, False), device, max(2, repeats // 2), warmup=1)
+        decode_rate = (new_tokens - 1) / max(answer - prefill, 1e-9)
+        # Follow-up: the previous answer is in the history; visual tokens and the prompt's key/value cache are reused.
+        vr.prefix_cache.clear()
+        prepared = vr.prepare(video, objects, question)
+        ids = vr._generate(prepared, {**settings, "max_new_tokens": 16, "min_new_tokens": 16})
+        history = [(question, vr.processor.decode(ids[0]))]
+        state = (vr.prefix_cache.embeds, vr.prefix_cache.cache)
+
+        def follow_up() -> None:
+            vr.prefix_cache.embeds, vr.prefix_cache.cache = state[0], _copy_cache(state[1])
+            prepared = vr.prepare(video, objects, "And what happens next?", history=history)
+            vr._generate(prepared, {**settings, "max_new_tokens": 1})
+
+        t_follow = median_time(follow_up, device, repeats, warmup=1)
+        reused = vr.prefix_cache.reused_tokens
+        prompt_tokens = int(prepared["input_ids"].shape[1])
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+        rows.append(dict(part="end_to_end", model=label, objects=n_objects, frames=16, prompt_ids=prompt_tokens,
+                         ttft_ms=ttft * 1e3, model_ttft_ms=model_ttft * 1e3, prefill_only_ms=prefill * 1e3, decode_tokens_per_s=decode_rate,
+                         follow_up_ttft_ms=t_follow * 1e3, follow_up_reused_positions=reused, peak_gib=peak,
+                         static_cache=static))
+    return rows
+
+
+def _copy_cache(cache):
+    import copy
+
+    return copy.deepcopy(cache)
+
+
+def load_tiny(device: str):
+    from videorefer import VideoRefer
+    from videorefer.testing.tiny_model import build_tiny_videorefer
+
+    folder = build_tiny_videorefer(Path(tempfile.mkdtemp()) / "tiny", image_size=56, num_frames=16)
+    return VideoRefer.from_pretrained(folder, device=device)
+
+
+def build_random_7b(folder: Path, dtype: torch.dtype, device: str) -> Path:
+    """A VideoRefer-7B-shaped checkpoint with N(0, 0.02) weights, built on `device` and saved in the official layout.
+
+    `BENCH_7B_OVERRIDES` (JSON) overrides config fields, for a dry run of this benchmark at small sizes.
+    """
+    from videorefer import VideoReferQwen2ForCausalLM
+    from videorefer.processing_videorefer import VideoReferProcessor
+    from videorefer.testing.tiny_model import build_tiny_tokenizer, videorefer_7b_config
+
+    tokenizer = build_tiny_tokenizer()  # the real tokenizer is not reachable here; its ids fit the 7B vocabulary
+    overrides = json.loads(os.environ.get("BENCH_7B_OVERRIDES", "{}"))
+    config = videorefer_7b_config(region_token_index=tokenizer.convert_tokens_to_ids("<region>"), **overrides)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = VideoReferQwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0, 0.02)
+    model.save_pretrained(folder, max_shard_size="20GB")
+    VideoReferProcessor(tokenizer, image_size=config.vision_config.image_size, num_frames=16).save_pretrained(folder)
+    del model
+    return folder
+
+
+def bench_7b(device: str, repeats: int, new_tokens: int, steps: list[str], deadline: float,
+             out: Callable[[list[dict]], None]) -> list[dict]:
+    """Steps like `bf16`, `4bit`, `bf16-static`, `8bit`, in order, each skipped once `deadline` has passed."""
+    from videorefer import VideoRefer
+
+    rows: list[dict] = []
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    folder = build_random_7b(Path(tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))) / "videorefer-7b-random", dtype, device)
+    loaded: dict[str, Any] = {}
+    for step in steps:
+        quant, _, mode = step.partition("-")
+        label = f"7B {step}"
+        if time.time() > deadline:
+            rows.append(dict(part="end_to_end", model=label, error="skipped: out of time"))
+            out(rows)
+            continue
+        if loaded.get("quant") != quant:
+            loaded.clear()
+            gc.collect()
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            try:
+                loaded["vr"] = VideoRefer.from_pretrained(
+                    folder, device=device, dtype=dtype, quantization=None if quant == "bf16" else quant,
+                    attn_implementation="sdpa",
+                )
+            except Exception as error:  # e.g. bitsandbytes missing: record it, go on
+                rows.append(dict(part="end_to_end", model=label, error=repr(error)))
+                out(rows)
+                continue
+            loaded.update(quant=quant, load_s=time.perf_counter() - start)
+        tokens = new_tokens if quant == "bf16" else min(new_tokens, 32)  # bitsandbytes decoding is slow: fewer tokens
+        try:
+            result = end_to_end(loaded["vr"], label, device, repeats, tokens, static=mode == "static")
+        except Exception as error:
+            result = [dict(part="end_to_end", model=label, error=repr(error))]
+        for row in result:
+            row["load_s"] = loaded.get("load_s")
+            row["new_tokens"] = tokens
+        rows.extend(result)
+        out(rows)
+    return rows
+
+
+# ---------------------------------------------------------------------- SAM 2
+def bench_sam2(device: str, large: bool, frames: int = 16) -> list[dict]:
+    from videorefer.segmentation import Sam2Segmenter
+    from videorefer.testing.tiny_sam2 import build_tiny_sam2
+
+    folder = Path(tempfile.mkdtemp()) / "sam2"
+    if large:
+        from transformers import Sam2ImageProcessor, Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
+        from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
+
+        backbone = Sam2HieraDetConfig(  # SAM 2.1 hiera-large (224M parameters)
+            hidden_size=144, embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
+            blocks_per_stage=[2, 6, 36, 4], window_size_per_stage=[8, 4, 16, 8], global_attention_blocks=[23, 33, 43],
+        )
+        config = Sam2VideoConfig(vision_config=Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[1152, 576, 288, 144]))
+        Sam2VideoModel(config).save_pretrained(folder)
+        Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor()).save_pretrained(folder)
+    else:
+        build_tiny_sam2(folder)
+    segmenter = Sam2Segmenter.from_pretrained(folder, device=device)
+    size = 480
+    video = np.random.default_rng(0).integers(0, 255, (frames, size, size, 3), dtype=np.uint8)
+    session = segmenter.init_state(video)
+    session.add_points(frame_idx=frames // 2, obj_id=1, points=[[size // 2, size // 2]], labels=[1])
+    session.propagate()  # warm-up
+    session.reset()
+    session.add_points(frame_idx=frames // 2, obj_id=1, points=[[size // 2, size // 2]], labels=[1])
+    sync(device)
+    start = time.perf_counter()
+    masks = session.propagate()
+    sync(device)
+    elapsed = time.perf_counter() - start
+    tracked = len(masks[1]) - 1  # the prompted frame is not tracked
+    return [dict(part="sam2", model="hiera-large shapes (random)" if large else "tiny (random)", frame_size=size,
+                 frames_tracked=tracked, frames_per_s=tracked / elapsed)]
+
+
+# ---------------------------------------------------------------------- report
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"Measured {meta['date']} on {meta['hardware']} (torch {meta['torch']}, transformers {meta['transformers']}).", ""]
+    parts: dict[str, list[dict]] = {}
+    for row in rows:
+        parts.setdefault(row["part"], []).append(row)
+    for part, items in parts.items():
+        keys = [k for k in items[0] if k != "part"]
+        for item in items[1:]:
+            keys += [k for k in item if k not in keys and k != "part"]
+        lines += [f"### {part}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        for item in items:
+            cells = [f"{item[k]:.3g}" if isinstance(item.get(k), float) else str(item.get(k, "")) for k in keys]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="runs/speed")
+    parser.add_argument("--parts", default=None, help="comma-separated: encoder,decode,tiny,7b,sam2")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--steps-7b", default="bf16,4bit,bf16-static,8bit", help="7B variants, in order")
+    parser.add_argument("--budget-s", type=float, default=480, help="7B steps starting after this are skipped")
+    args = parser.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    parts = (args.parts or ("encoder,sam2,7b" if cuda else "encoder,decode,tiny,sam2")).split(",")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import transformers
+
+    meta = dict(
+        date=time.strftime("%Y-%m-%d"),
+        hardware=torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+        torch=torch.__version__, transformers=transformers.__version__, threads=torch.get_num_threads(),
+    )
+    rows: list[dict] = []
+    deadline = time.time() + args.budget_s
+
+    def write(extra: list[dict] | None = None) -> None:
+        everything = rows + (extra or [])
+        (out_dir / "speed.json").write_text(json.dumps(dict(meta=meta, rows=everything), indent=2))
+        (out_dir / "speed.md").write_text(markdown(everything, meta))
+
+    runners: dict[str, Callable[[], list[dict]]] = {
+        "encoder": lambda: bench_encoder(args.device, args.repeats, torch.bfloat16 if cuda else torch.float32),
+        "decode": lambda: bench_decode(args.repeats),
+        "tiny": lambda: end_to_end(load_tiny(args.device), "tiny", args.device, args.repeats, min(args.new_tokens, 64)),
+        "7b": lambda: bench_7b(args.device, args.repeats, args.new_tokens, args.steps_7b.split(","), deadline, write),
+        "sam2": lambda: bench_sam2(args.device, large=cuda),
+    }
+    for part in parts:
+        start = time.perf_counter()
+        try:
+            rows.extend(runners[part]())
+        except Exception as error:  # one failing part must not lose the others
+            rows.append(dict(part=part, error=repr(error)))
+        print(f"[speed] {part} done in {time.perf_counter() - start:.1f} s", flush=True)
+        write()
+    print(markdown(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -189,3 +189,22 @@ def test_follow_up_reuses_the_prompt_key_value_cache(tiny_checkpoint, cache):
     # Other objects change the object tokens: the cache is used only up to them.
     reusing.ask(video, [{0: masks[0]}], "Where does it go?", history=history, max_new_tokens=2)
     assert 0 < reusing.prefix_cache.reused_tokens < first_len
+
+
+def test_masks_as_rle_and_polygons_equal_arrays(model_and_processor):
+    from videorefer.regions import mask_to_rle
+
+    _, processor = model_and_processor
+    video, masks = moving_square_video()
+    square = masks[4]
+    ys, xs = np.nonzero(square)
+    polygon = [[float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.min()), float(xs.max() + 1),
+                float(ys.max() + 1), float(xs.min()), float(ys.max() + 1)]]
+    as_array = processor(video, "[<region>]", [{4: square}])
+    as_rle = processor(video, "[<region>]", [{4: mask_to_rle(square)}])
+    as_polygon = processor(video, "[<region>]", [{4: polygon}])
+    assert torch.equal(as_rle["region_masks"][0], as_array["region_masks"][0])
+    overlap = (as_polygon["region_masks"][0].bool() & as_array["region_masks"][0].bool()).sum()
+    assert overlap >= 0.9 * square.sum()  # polygon rasterisation may differ on the border
+    with pytest.raises(ValueError):
+        processor(video, "[<region>]", [{4: {"size": [48, 64], "counts": "not rle!"}}])

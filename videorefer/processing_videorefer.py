@@ -27,7 +27,7 @@ from .video_io import Video, VideoSource, load_video
 
 __all__ = ["VideoReferProcessor", "ObjectMasks", "region_question", "region_conversation", "IMAGE_PROCESSOR_FILE"]
 
-ObjectMasks = Mapping[int, np.ndarray]  # raw frame index -> (H, W) mask
+ObjectMasks = Mapping[int, Any]  # raw frame index -> (H, W) mask: array, tensor, COCO RLE dict or polygon list
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
 OBJECT_TAG = re.compile(r"<object(\d+)>")
@@ -280,7 +280,7 @@ class VideoReferProcessor:
             if not obj:
                 raise ValueError(f"<object{k}> has no mask on any frame")
             for f in sorted(obj):
-                mask = np.asarray(obj[f])
+                mask = _as_mask(obj[f], video.height, video.width)
                 if mask.shape != (video.height, video.width):
                     raise ValueError(
                         f"<object{k}>'s mask on frame {f} is {mask.shape[0]}x{mask.shape[1]} (HxW) but the video is "
@@ -317,6 +317,15 @@ class VideoReferProcessor:
 
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def _as_mask(value: Any, height: int, width: int) -> np.ndarray:
+    """A mask given as an array / tensor, a COCO RLE dict or a COCO polygon list, as an array."""
+    if isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple))):
+        from .regions import decode_segmentation
+
+        return decode_segmentation(value, None if isinstance(value, Mapping) else height, None if isinstance(value, Mapping) else width)
+    return np.asarray(value)
 
 
 @functools.lru_cache(maxsize=1)

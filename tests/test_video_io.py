@@ -68,3 +68,10 @@ def test_bad_sources(tmp_path):
         load_video(np.zeros((4, 5, 6), np.uint8))
     with pytest.raises(ValueError, match="outside the video"):
         read_frames(frames_with_ids(3), [3])
+
+
+def test_a_decoded_video_without_the_needed_frames_is_refused():
+    video = load_video(frames_with_ids(20), num_frames=4)
+    assert load_video(video, extra_frame_indices=[7]) is video
+    with pytest.raises(ValueError, match=r"frames \[9\] are not in this decoded video"):
+        load_video(video, extra_frame_indices=[9])

@@ -199,6 +199,12 @@ def load_video(
     official code does with decord, so the model always sees `num_frames` frames.
     """
     if isinstance(source, Video):
+        missing = sorted(set(int(i) for i in extra_frame_indices) - set(source.frame_indices) - set(source.extra))
+        if missing:
+            raise ValueError(
+                f"frames {missing} are not in this decoded video (sampled: {source.frame_indices}); pass the video's "
+                "path, or decode them with load_video(..., extra_frame_indices=...)"
+            )
         return source
     reader = _Reader(source)
     sampled = sample_frame_indices(reader.total, num_frames)

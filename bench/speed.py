@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_VIDEO = ROOT / "examples" / "bigbuckbunny.mp4"
@@ -56,34 +55,6 @@ def median_time(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 
 
 
 # ---------------------------------------------------------------------- object encoder
-def loop_object_encoder(encoder, features: torch.Tensor, masks: torch.Tensor, per_object: list[int]) -> torch.Tensor:
-    """The baseline: the same math, one object and one frame at a time."""
-    out, start = [], 0
-    h, w = features.shape[1:3]
-    for n in per_object:
-        pooled = []
-        for i in range(start, start + n):
-            grid = F.interpolate(masks[i][None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            selected = grid > 0
-            pooled.append(features[i][selected].float().mean(0) if selected.any() else features.new_zeros(features.shape[-1]))
-        tokens = torch.stack(pooled)
-        if n > encoder.tokens_per_object:
-            sims = [F.cosine_similarity(tokens[i], tokens[i + 1], dim=0) for i in range(n - 1)]
-            threshold = sorted(sims, reverse=True)[n - encoder.tokens_per_object - 1]
-            groups, current = [], []
-            for i in range(n - 1):
-                current.append(tokens[i])
-                if sims[i] < threshold:
-                    groups.append(torch.stack(current).mean(0))
-                    current = []
-            current.append(tokens[n - 1])
-            groups.append(torch.stack(current).mean(0))
-            tokens = torch.stack(groups)
-        out.append(encoder.project(tokens))
-        start += n
-    return torch.cat(out)
-
-
 def random_masks(n: int, height: int, width: int, device: str, seed: int = 0) -> torch.Tensor:
     """Ellipses of random size and place, as uint8 `(n, H, W)`."""
     gen = np.random.default_rng(seed)
@@ -98,6 +69,7 @@ def random_masks(n: int, height: int, width: int, device: str, seed: int = 0) ->
 
 def bench_encoder(device: str, repeats: int, dtype: torch.dtype) -> list[dict]:
     from videorefer.object_encoder import ObjectEncoder
+    from videorefer.testing.reference import loop_object_encoder
 
     encoder = ObjectEncoder(1152, 3584).to(device, dtype).eval()
     rows = []

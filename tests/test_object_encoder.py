@@ -7,38 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from videorefer.object_encoder import ObjectEncoder, mask_pooling, temporal_merge, temporal_merge_padded
-
-
-def pooling_loop(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    n, h, w, c = features.shape
-    out = torch.zeros(n, c, dtype=torch.float64)
-    for i in range(n):
-        grid = F.interpolate(masks[i][None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        total, count = torch.zeros(c, dtype=torch.float64), 0
-        for y in range(h):
-            for x in range(w):
-                if grid[y, x] > 0:
-                    total += features[i, y, x].double()
-                    count += 1
-        out[i] = total / count if count else 0
-    return out
-
-
-def merge_loop(tokens: torch.Tensor, keep: int) -> torch.Tensor:
-    k = tokens.shape[0]
-    if k <= keep:
-        return tokens
-    sims = [float(F.cosine_similarity(tokens[i], tokens[i + 1], dim=0)) for i in range(k - 1)]
-    threshold = sorted(sims, reverse=True)[k - keep - 1]
-    groups, current = [], []
-    for i in range(k - 1):
-        current.append(tokens[i])
-        if sims[i] < threshold:
-            groups.append(torch.stack(current).mean(0))
-            current = []
-    current.append(tokens[k - 1])
-    groups.append(torch.stack(current).mean(0))
-    return torch.stack(groups)
+from videorefer.testing.reference import loop_mask_pooling as pooling_loop
+from videorefer.testing.reference import loop_object_encoder
+from videorefer.testing.reference import loop_temporal_merge as merge_loop
 
 
 @pytest.mark.parametrize(
@@ -52,7 +23,7 @@ def test_mask_pooling_matches_loop(n, h, w, c, H, W):
     masks = torch.rand(n, H, W, generator=gen) > 0.7
     ours = mask_pooling(features, masks.to(torch.uint8))
     assert ours.shape == (n, c)
-    torch.testing.assert_close(ours.double(), pooling_loop(features, masks), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours, pooling_loop(features, masks), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
@@ -122,10 +93,5 @@ def test_object_encoder_equals_per_object_loop():
     masks = torch.rand(sum(per_object), 30, 40, generator=gen) > 0.5
     encoder = ObjectEncoder(16, 24).eval()
     tokens, counts = encoder(features, masks, torch.tensor(per_object))
-    expected, start = [], 0
-    for n in per_object:
-        pooled = pooling_loop(features[start : start + n], masks[start : start + n]).float()
-        expected.append(encoder.feat_linear(merge_loop(pooled, 4)))
-        start += n
     assert counts.tolist() == [min(n, 4) for n in per_object]
-    torch.testing.assert_close(tokens, torch.cat(expected), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tokens, loop_object_encoder(encoder, features, masks, per_object), atol=1e-5, rtol=1e-5)

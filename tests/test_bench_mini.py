@@ -22,21 +22,27 @@ VIDEOS = 2  # 2 x 5 + 4 Bench-Q items, 2 + 2 Bench-D items
 
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory):
-    """Run ``python -m bench.mini OUT --tiny`` once, recording every call of the processor (what the model saw)."""
-    from videorefer import VideoReferProcessor
+    """Run ``python -m bench.mini OUT --tiny`` once, recording every question the model was asked (what it saw).
+
+    `VideoRefer.prepare` is where every question enters the model (the processor itself is skipped for follow-ups
+    whose visual tokens are cached).
+    """
+    from videorefer import VideoRefer
 
     out = tmp_path_factory.mktemp("mini")
     calls: list[dict] = []
-    original = VideoReferProcessor.__call__
+    original = VideoRefer.prepare
 
-    def spy(self, video, text, objects=(), history=None, num_frames=None, allow_empty_masks=False):
-        calls.append({"text": text, "frames": [sorted(obj) for obj in objects], "num_frames": num_frames,
-                      "prompt": self.build_prompt(text, history), "allow_empty_masks": allow_empty_masks})
-        return original(self, video, text, objects, history, num_frames, allow_empty_masks)
+    def spy(self, video, regions, question, history=None, num_frames=None, allow_empty_masks=False):
+        inputs = original(self, video, regions, question, history, num_frames, allow_empty_masks)
+        prompt = self.processor.tokenizer.decode([i for i in inputs["input_ids"][0].tolist() if i >= 0])
+        calls.append({"text": question, "frames": [sorted(obj) for obj in regions], "num_frames": num_frames,
+                      "prompt": prompt, "allow_empty_masks": allow_empty_masks})
+        return inputs
 
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
-        patch.setattr(VideoReferProcessor, "__call__", spy)
+        patch.setattr(VideoRefer, "prepare", spy)
         mini_main([str(out), "--tiny", "--videos", str(VIDEOS)])
     return out, stdout.getvalue(), calls
 
@@ -95,7 +101,8 @@ def test_model_saw_the_official_prompt_and_masks(mini_run):
                     + ". Answer with the option's letter from the given choices directly.")
         single, multi = calls[k], calls[n_q + k]
         assert single["text"] == multi["text"] == question
-        assert single["prompt"] == official["prompt"].replace(official["question"], question)
+        # The ids the model got decode to the official prompt (the video placeholder id aside).
+        assert single["prompt"] == official["prompt"].replace(official["question"], question).replace("<video>", "")
         assert single["frames"] == [[int(item["frame_idx"])]] * len(item["annotation"])  # single: frame_idx only
         assert multi["frames"] == [sorted(int(f) for f in obj) for obj in item["annotation"]]
         assert single["num_frames"] == 8 and not single["allow_empty_masks"]

@@ -1,0 +1,34 @@
+"""The Reviewer's region captioner: describes the object inside a mask (default: our own VideoRefer model).
+
+The paper used Osprey on single frames; we use `videorefer.VideoRefer.describe` with the object's masks on the
+sampled frames (multi-frame mode), so the description sees the same frames the annotation was made from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from videorefer.regions import annotation_to_objects
+
+__all__ = ["RegionCaptioner", "VideoReferCaptioner"]
+
+
+class RegionCaptioner(Protocol):
+    def describe(self, video: str, annotation: dict, height: int, width: int) -> str: ...
+
+
+class VideoReferCaptioner:
+    """`VideoRefer.describe` on one object given as an official per-object annotation dict."""
+
+    def __init__(self, model_id: str, device: str | None = None, quantization: str | None = None,
+                 max_new_tokens: int = 256, model: Any = None):
+        if model is None:
+            from videorefer import VideoRefer
+
+            model = VideoRefer.from_pretrained(model_id, device=device, quantization=quantization)
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+
+    def describe(self, video: str, annotation: dict, height: int, width: int) -> str:
+        region = annotation_to_objects([annotation], height, width)[0]
+        return self.model.describe(video, region, max_new_tokens=self.max_new_tokens, do_sample=False).strip()

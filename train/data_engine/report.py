@@ -62,12 +62,16 @@ def build_report(items: list[VideoItem], out: str | Path, samples: list[dict] | 
     return report
 
 
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "-"
+
+
 def to_markdown(report: dict) -> str:
     lines = ["# Data engine report", "", f"Videos: {report['videos']}", "",
              "| stage | videos | objects | seconds |", "| --- | --- | --- | --- |"]
     for stage, info in report["stages"].items():
         objects = info.get("objects", {"nouns": info["nouns"]} if "nouns" in info else {})
-        lines.append(f"| {stage} | {info['videos']} | {objects} | {info['seconds']} |")
+        lines.append(f"| {stage} | {_counts(info['videos'])} | {_counts(objects)} | {info['seconds']} |")
     review = report["stages"]["review"]
     lines += ["", f"Reviewer keep rate: {review['keep_rate']} (keep / (keep + reject))",
               f"Segmentor drop reasons: {report['stages']['segment']['drop_reasons']}",

@@ -69,7 +69,9 @@ def build_demo(backend: Backend) -> gr.Blocks:
             with gr.Column(scale=2):
                 video = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif"],
                                 type="filepath", elem_id="video-upload")
-                gr.Examples([[str(EXAMPLES / "bigbuckbunny.mp4")]], inputs=[video], label="Example video")
+                gr.Examples([[str(path)] for path in sorted(EXAMPLES.glob("*.mp4"))], inputs=[video],
+                            label="Example videos")
+                use_saved = gr.Button("Use saved objects (examples)", size="sm", elem_id="use-saved")
                 gr.Markdown("### Objects")
                 legend = gr.HTML(legend_html([], [], None), elem_id="legend")
                 objects = gr.Dropdown(choices=[], label="Object being edited", elem_id="object-select")
@@ -99,6 +101,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
         frame.select(h.on_click, [slider, click_mode, state], [state, *panel], api_visibility="private", **gpu)
         use_brush.click(h.on_brush, [editor, slider, refine, state], [state, *panel], api_visibility="private", **gpu)
         new.click(h.add_object, [slider, state], [state, *panel], api_visibility="private")
+        use_saved.click(h.add_saved_objects, [state], [state, slider, editor, *panel], api_visibility="private", **gpu)
         objects.input(h.choose_object, [objects, slider, state], [state, *panel], api_visibility="private")
         rename.click(h.rename, [name, slider, state], [state, *panel], api_visibility="private")
         remove.click(h.remove, [slider, state], [state, *panel], api_visibility="private")

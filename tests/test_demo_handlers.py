@@ -60,3 +60,11 @@ def test_page_flow_and_errors(handlers, tmp_path):
     with pytest.raises(gr.Error, match="1 to 40 characters"):
         handlers.rename("", 0, state)
     assert handlers.clear_chat(state) == [] and state.history == []
+
+
+def test_use_saved_objects_of_an_example(handlers):
+    state, *_ = handlers.load(BUNNY, None)
+    state, slider, editor, image, *_ = handlers.add_saved_objects(state)
+    assert [obj.name for obj in state.objects] == ["bunny", "rock"]
+    assert state.frame_indices[slider["value"]] == 60  # the slider moved to the frame they were saved on
+    assert image.shape == (540, 960, 3)

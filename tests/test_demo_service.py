@@ -227,3 +227,19 @@ def test_endpoint_functions(backend, videos):
     for call, message in problems:
         with pytest.raises(DemoError, match=message):
             call()
+
+
+def test_an_example_video_offers_its_saved_objects(backend, videos, tmp_path):
+    saved = json.loads((EXAMPLES / "bigbuckbunny.regions.json").read_text())["objects"]
+    copy = tmp_path / "upload.mp4"  # gradio hands the handler a copy in its cache
+    copy.write_bytes((EXAMPLES / "bigbuckbunny.mp4").read_bytes())
+    state = service.open_video(backend, str(copy), LIMITS)
+    assert state.objects == []  # nothing is pointed at until the visitor asks for the saved objects
+    assert service.add_saved_objects(state, LIMITS) == len(saved)
+    assert [obj.name for obj in state.objects] == [obj["name"] for obj in saved]
+    pos = state.frame_indices.index(saved[0]["prompt"]["frame_idx"])
+    assert state.objects[0].prompts[pos].points == [[float(v) for v in p] for p in saved[0]["prompt"]["points"]]
+    assert set(state.session.obj_ids) == {obj.obj_id for obj in state.objects}
+    other = service.open_video(backend, videos["small"], LIMITS)
+    with pytest.raises(DemoError, match="no saved objects"):
+        service.add_saved_objects(other, LIMITS)

@@ -100,7 +100,8 @@ class DemoHandlers:
         state = service.open_video(self.backend, path, self.limits)
         n = len(state.frame_indices)
         info = state.info
-        gr.Info(f"Loaded {info.width}×{info.height}, {info.total_frames} frames; {n} frames sampled for pointing.")
+        saved = f" It has {len(state.saved_objects)} saved objects: press 'Use saved objects'." if state.saved_objects else ""
+        gr.Info(f"Loaded {info.width}×{info.height}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}")
         return (
             state, gr.update(maximum=max(n - 1, 1), value=0, interactive=n > 1), self._editor(state, 0), [],
             *self._panel(state, 0),
@@ -150,6 +151,19 @@ class DemoHandlers:
     @gpu
     def _segment_brush(self, state: DemoState, pos: float, mask: np.ndarray, refine: bool) -> str | None:
         return service.brush(state, state.clamp(pos), mask, refine, self.limits)
+
+    @user_errors
+    def add_saved_objects(self, state: DemoState | None):
+        """An example's saved objects, pointed at on the frame they were saved on (the slider moves there)."""
+        state = _need(state)
+        count = self._add_saved(state)
+        gr.Info(f"Pointed at {count} saved object{'s' if count != 1 else ''}.")
+        pos = state.objects[state.active].last_prompt_pos or 0
+        return state, gr.update(value=pos), self._editor(state, pos), *self._panel(state, pos)
+
+    @gpu
+    def _add_saved(self, state: DemoState) -> int:
+        return service.add_saved_objects(state, self.limits)
 
     @user_errors
     def add_object(self, pos: float, state: DemoState | None):

@@ -6,7 +6,11 @@ Functions raise `DemoError` with a message for the visitor; the gradio layer tur
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +23,7 @@ from .overlay import render_overlay
 from .state import DemoObject, DemoState, FramePrompt
 
 MODES = ("auto", "single", "multi")
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CLICK_MODES = ("positive", "negative", "box")
 
 
@@ -30,10 +35,32 @@ def decoded_frame_indices(total: int, scrub_frames: int, model_frames: int) -> l
     return sorted(set(grid) | set(sample_frame_indices(total, model_frames)))
 
 
+def example_objects(path: str, examples_dir: Path = EXAMPLES_DIR) -> list[dict]:
+    """The saved objects (`name`, `prompt` with `frame_idx`, points, labels, box) of the example video whose bytes
+    `path` holds, or [] (any other video, or no `examples/` folder next to the package)."""
+    size = os.path.getsize(path)
+    for regions_file in sorted(examples_dir.glob("*.regions.json")) if examples_dir.is_dir() else []:
+        document = json.loads(regions_file.read_text())
+        example = examples_dir / document.get("video", "")
+        if example.is_file() and example.stat().st_size == size and _sha256(example) == _sha256(Path(path)):
+            return [obj for obj in document.get("objects", []) if obj.get("prompt")]
+    return []
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def open_video(backend: Backend, path: str | None, limits: Limits) -> DemoState:
-    """Check the video, decode its frames once and start a segmentation session on them."""
+    """Check the video, decode its frames once and start a segmentation session on them.
+
+    For an example video, the frames its saved objects were pointed at on are decoded too, and the objects are kept
+    in the state for `add_saved_objects`.
+    """
     info = check_video(path, limits)
+    saved = example_objects(info.path)
     indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)
+    indices = sorted(set(indices) | {int(obj["prompt"]["frame_idx"]) for obj in saved})
     try:
         frames = read_frames(info.path, indices)
     except Exception as error:
@@ -41,7 +68,26 @@ def open_video(backend: Backend, path: str | None, limits: Limits) -> DemoState:
     if frames.shape[0] == 0:
         raise DemoError("The video has no frames.")
     session = backend.segmenter.init_state(np.ascontiguousarray(frames))
-    return DemoState(info=info, frame_indices=indices, session=session)
+    return DemoState(info=info, frame_indices=indices, session=session, saved_objects=saved)
+
+
+def add_saved_objects(state: DemoState, limits: Limits) -> int:
+    """Point at an example's saved objects (their clicks and boxes, replayed through SAM 2); returns how many."""
+    if not state.saved_objects:
+        raise DemoError("This video has no saved objects (only the examples do).")
+    added = 0
+    for obj in state.saved_objects:
+        if len(state.objects) >= limits.max_objects:
+            break
+        prompt = obj["prompt"]
+        labels = prompt.get("labels") or [1] * len(prompt.get("points", []))
+        saved = FramePrompt(points=[[float(v) for v in p] for p in prompt.get("points", [])], labels=list(labels),
+                            box=[float(v) for v in prompt["box"]] if prompt.get("box") else None)
+        new_object(state, limits, obj.get("name"))
+        with model_errors("SAM 2"):
+            _apply(state, state.objects[state.active], state.frame_indices.index(int(prompt["frame_idx"])), saved)
+        added += 1
+    return added
 
 
 def frame_caption(state: DemoState, pos: int) -> str:

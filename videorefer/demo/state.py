@@ -54,6 +54,7 @@ class DemoState:
     pending_corner: tuple[float, float] | None = None  # first corner of a box being drawn
     pending_pos: int | None = None
     history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) pairs for the model
+    saved_objects: list[dict] = field(default_factory=list)  # an example's saved objects (name, prompt)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     @property

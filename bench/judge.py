@@ -15,9 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-import httpx
-
 from bench.common import JsonlWriter, latest_by_id, read_jsonl
+from videorefer.llm_client import ChatClient, ChatError
 
 DIMENSIONS = ["Subject Correspondence", "Appearance Description", "Temporal Description", "Hallucination Detection"]
 ABBREVIATIONS = {"SC": DIMENSIONS[0], "AD": DIMENSIONS[1], "TD": DIMENSIONS[2], "HD": DIMENSIONS[3]}
@@ -111,12 +110,7 @@ def extract_scores(reply: str) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------------------- client
-class JudgeError(Exception):
-    """A judge call failed; ``retryable`` says whether another attempt may succeed."""
-
-    def __init__(self, message: str, retryable: bool = True):
-        super().__init__(message)
-        self.retryable = retryable
+JudgeError = ChatError  # a judge call failed; `retryable` says whether another attempt may succeed
 
 
 @dataclass
@@ -133,29 +127,9 @@ class JudgeClient:
     top_p: float = 0.95
     max_tokens: int = 800
 
-    @property
-    def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        return url if url.endswith("/chat/completions") else url + "/chat/completions"
-
     def _call(self, messages: list[dict]) -> str:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens}
-        try:
-            response = httpx.post(self.endpoint, json=body, headers=headers, timeout=self.timeout)
-        except httpx.TimeoutException as err:
-            raise JudgeError(f"timeout after {self.timeout}s ({type(err).__name__})") from err
-        except httpx.HTTPError as err:
-            raise JudgeError(f"connection error: {err}") from err
-        if response.status_code != 200:
-            # 408/429/5xx are transient; other 4xx (bad key, unknown model) will not improve by retrying.
-            transient = response.status_code in (408, 409, 429) or response.status_code >= 500
-            raise JudgeError(f"HTTP {response.status_code}: {response.text[:200]}", retryable=transient)
-        try:
-            return response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise JudgeError(f"malformed response body: {response.text[:200]!r}") from err
+        client = ChatClient(url=self.url, model=self.model, api_key=self.api_key, timeout=self.timeout)
+        return client.chat(messages, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
     def judge(self, caption: str, pred: str) -> dict:
         """Scores for one item, retrying transient failures and unusable replies with exponential backoff.
@@ -189,7 +163,7 @@ def judge_predictions(predictions: list[dict], output: str, client: JudgeClient,
     done = {key for key, record in latest_by_id(read_jsonl(output)).items() if "scores" in record}
     todo = [p for p in predictions if str(p["id"]) not in done]
     counts = {"judged": 0, "errors": 0, "skipped": len(predictions) - len(todo)}
-    print(f"[judge] {len(todo)} to judge with {client.model} at {client.endpoint}, {len(done)} already scored")
+    print(f"[judge] {len(todo)} to judge with {client.model} at {client.url}, {len(done)} already scored")
     with JsonlWriter(output) as writer, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(client.judge, p["caption"], p["pred"]): p for p in todo}
         for future in as_completed(futures):  # only this thread writes, so lines never interleave

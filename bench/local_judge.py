@@ -106,10 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def local_judge(port: int = 0) -> Iterator[str]:
+def local_judge(port: int = 0):
     """Serve the test judge on 127.0.0.1 in a background thread; yields its base URL (``http://127.0.0.1:P/v1``)."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    return serve(_Handler, port)
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 (port 0: a free one) in a background thread; yields `http://127.0.0.1:P/v1`."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -107,18 +107,21 @@ class VisualCache:
     def __init__(self, size: int = 4):
         self.size = size
         self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()  # the demo serves several visitors from threads
 
     def get(self, key: str) -> Any:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
         return None
 
     def put(self, key: str, value: Any) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 class PrefixCache:
@@ -298,10 +301,11 @@ class VideoRefer:
         history: Sequence[tuple[str, str]] | None = None,
         num_frames: int | None = None,
         stop_event: threading.Event | None = None,
+        allow_empty_masks: bool = False,
         **generation: Any,
     ) -> Iterator[str]:
         """Like `ask`, yielding the answer as it grows. Setting `stop_event` ends generation early."""
-        inputs = self.prepare(video, regions, question, history, num_frames)
+        inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=False, skip_special_tokens=True)
         settings = self._generation(generation)
         if stop_event is not None:

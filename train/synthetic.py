@@ -21,7 +21,7 @@ relation   Which is further left, <region> or <region>? Answer first or      fir
 The asked-about object is drawn at random and given the scheduled answer's attribute, so answers are exactly balanced
 per family (up to ``n mod options``) and a model that ignores the mask is at chance. Training data is written in the
 VideoRefer-700K format (``<region>`` tags, one annotation dict per ``<region>`` in order; an extra ``"family"`` key
-names the question family); our inference prompts (see docs/CONTRACT.md) write the same regions as ``[<region>]``.
+names the question family); our inference prompts (see docs/ARCHITECTURE.md) write the same regions as ``[<region>]``.
 
 From the held-out videos the CLI also writes a mini benchmark in the official VideoRefer-Bench formats: Bench-Q
 multiple-choice items (``<objectK><region>`` tags; types "Basic Questions", "Sequential Questions", "Relationship

@@ -1,6 +1,6 @@
 """Region files: bool masks <-> COCO RLE <-> the official VideoRefer annotation format.
 
-An *object* (see docs/CONTRACT.md) is `dict[int, np.ndarray]`: raw frame index -> bool mask `(H, W)`.
+An *object* (see docs/ARCHITECTURE.md) is `dict[int, np.ndarray]`: raw frame index -> bool mask `(H, W)`.
 
 The official format used by VideoRefer-700K and VideoRefer-Bench is a list with one dict per object,
 `[{"<frame_idx>": {"segmentation": RLE | polygon | null}}, ...]`, where RLE is `{"size": [h, w], "counts": str}`

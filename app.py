@@ -147,4 +147,13 @@ def launch(settings: Settings, backend: Backend | None = None, **kwargs) -> gr.B
 
 
 if __name__ == "__main__":
-    launch(parse_settings())
+    settings = parse_settings()
+    try:
+        backend = load_backend(settings)
+    except (OSError, ValueError) as error:  # no network, a wrong id, a broken folder: say so, without a traceback
+        raise SystemExit(
+            f"Could not load the models ({settings.model}, {settings.sam2}): {error}\n"
+            "Check the model ids and your connection to the Hugging Face Hub, or run `python app.py --tiny` to try "
+            "the demo offline on random tiny models."
+        ) from None
+    launch(settings, backend)

@@ -1,6 +1,6 @@
 """Prove that training teaches the model something: the synthetic referring task, end to end, on CPU.
 
-    python -m train.run_synthetic [--out /tmp/videorefer-synthetic] [--train 200] [--heldout 50] [--epochs 3]
+    python -m train.run_synthetic [--out /tmp/videorefer-synthetic] [--train 200] [--heldout 50] [--epochs N (config: 8)]
 
 1. builds the tiny random VideoRefer (`videorefer.testing.tiny_model`; 112 px frames, so the patch grid is 8x8);
 2. writes the synthetic task (`train.synthetic`: moving coloured shapes, questions whose answer depends on which
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     build_tiny_videorefer(base, seed=args.seed, image_size=112, num_frames=8)
     meta = synthetic.generate(data, args.train, args.heldout, seed=args.seed, size=64, num_frames=8)
     overrides = [f"model_name_or_path={base}", f"data_path={data / 'train.json'}", f"output_dir={output}",
-                 f"seed={args.seed}", "resume=false", *args.overrides]
+                 f"seed={args.seed}", "resume=false",
+                 "freeze_vision_tower=false",  # the tiny tower is random: frozen, its features hardly tell shapes apart
+                 *args.overrides]
     if args.epochs is not None:
         overrides.append(f"num_train_epochs={args.epochs}")
     config = load_config(CONFIG, overrides)

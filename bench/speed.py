@@ -55,6 +55,17 @@ def median_time(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 
 
 
 # ---------------------------------------------------------------------- object encoder
+def _loop_pool_and_merge(encoder, features, masks, per_object: list[int]) -> list:
+    from videorefer.testing.reference import loop_mask_pooling, loop_temporal_merge
+
+    out, start = [], 0
+    for n in per_object:
+        pooled = loop_mask_pooling(features[start : start + n], masks[start : start + n])
+        out.append(loop_temporal_merge(pooled, encoder.tokens_per_object))
+        start += n
+    return out
+
+
 def random_masks(n: int, height: int, width: int, device: str, seed: int = 0) -> torch.Tensor:
     """Ellipses of random size and place, as uint8 `(n, H, W)`."""
     gen = np.random.default_rng(seed)
@@ -85,8 +96,13 @@ def bench_encoder(device: str, repeats: int, dtype: torch.dtype) -> list[dict]:
             same = torch.allclose(ours.float(), loop.float(), atol=1e-2 if dtype != torch.float32 else 1e-4, rtol=1e-3)
             t_ours = median_time(lambda: encoder(features, masks, counts), device, repeats)
             t_loop = median_time(lambda: loop_object_encoder(encoder, features, masks, per_object), device, max(3, repeats // 2))
+            # Pooling + merge alone (the MLP is the same matrix product in both, and dominates on a CPU).
+            t_pool = median_time(lambda: encoder.pool_and_merge(features, masks, counts), device, repeats)
+            t_pool_loop = median_time(lambda: _loop_pool_and_merge(encoder, features, masks, per_object), device,
+                                      max(3, repeats // 2))
         rows.append(dict(part="encoder", objects=objects, frames=16, ours_ms=t_ours * 1e3, loop_ms=t_loop * 1e3,
-                         speedup=t_loop / t_ours, outputs_equal=bool(same)))
+                         speedup=t_loop / t_ours, pool_merge_ms=t_pool * 1e3, pool_merge_loop_ms=t_pool_loop * 1e3,
+                         pool_merge_speedup=t_pool_loop / t_pool, outputs_equal=bool(same)))
     return rows
 
 

@@ -26,6 +26,18 @@ def test_mask_pooling_matches_loop(n, h, w, c, H, W):
     torch.testing.assert_close(ours, pooling_loop(features, masks), atol=1e-5, rtol=1e-5)
 
 
+def test_sparse_and_dense_sums_agree():
+    from videorefer.object_encoder import _sum_selected
+
+    gen = torch.Generator().manual_seed(5)
+    features = torch.randn(6, 49, 16, generator=gen)
+    selected = torch.rand(6, 49, generator=gen) > 0.8
+    selected[2] = False  # an empty mask
+    expected = torch.stack([features[i][selected[i]].sum(0) for i in range(6)])
+    for sparse in (True, False):
+        torch.testing.assert_close(_sum_selected(features, selected, sparse), expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
 def test_mask_cells_equal_resizing_the_whole_mask(dtype):
     from videorefer.object_encoder import mask_cells

@@ -14,6 +14,7 @@ Semantics follow the official VideoRefer `MaskExtractor` exactly (see tests/fixt
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -76,11 +77,27 @@ def mask_pooling(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     n, h, w, _ = features.shape
     if n == 0:
         return features.new_zeros((0, features.shape[-1]))
-    selected = mask_cells(masks.to(features.device), h, w).reshape(n, 1, h * w).float()  # (n, 1, h*w)
-    feats = features.float().reshape(n, h * w, -1)  # (n, h*w, c)
-    summed = torch.bmm(selected, feats).squeeze(1)  # (n, c)
-    pooled = summed / (selected.sum(dim=2) + 1e-8)
-    return pooled.to(features.dtype)
+    selected = mask_cells(masks.to(features.device), h, w).reshape(n, h * w)  # (n, h*w)
+    summed = _sum_selected(features.reshape(n, h * w, -1), selected, sparse=not features.is_cuda)  # (n, c) float32
+    return (summed / (selected.sum(dim=1, keepdim=True).float() + 1e-8)).to(features.dtype)
+
+
+def _sum_selected(features: torch.Tensor, selected: torch.Tensor, sparse: bool) -> torch.Tensor:
+    """Sum of `features (n, p, c)` over the cells `selected (n, p)` of each row, in float32 `(n, c)`.
+
+    On a CPU memory traffic dominates, so a sparse (CSR) product reads only the selected cells (masks usually cover a
+    small part of the frame); on a GPU one dense batched product is faster.
+    """
+    n, p, c = features.shape
+    if not sparse:
+        return torch.bmm(selected.unsqueeze(1).float(), features.float()).squeeze(1)
+    cells = selected.reshape(-1).nonzero().squeeze(1)  # (s,) flat indices into n*p
+    rows = torch.cat([cells.new_zeros(1), selected.sum(dim=1).cumsum(0)])
+    values = torch.ones(cells.numel(), dtype=torch.float32, device=features.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        matrix = torch.sparse_csr_tensor(rows, cells, values, size=(n, n * p))
+        return matrix @ features.reshape(n * p, c).float()
 
 
 def temporal_merge_padded(

@@ -106,16 +106,6 @@ def test_frames_as_folders(tmp_path: Path) -> None:
     check_masks_against_pixels(frames, meta, samples)
 
 
-def test_rle_matches_videorefer_regions() -> None:
-    regions = pytest.importorskip("videorefer.regions")
-    mask = np.zeros((40, 30), dtype=bool)
-    mask[5:17, 3:20] = True
-    mask[30, 29] = True
-    rle = synthetic._mask_to_rle(mask)
-    assert rle == regions.mask_to_rle(mask)
-    np.testing.assert_array_equal(regions.rle_to_mask(rle), mask)
-
-
 def infer_answer(family: str, objects: list[dict[int, np.ndarray]], frames: np.ndarray) -> str:
     """Recompute the answer from the masks and decoded pixels alone (independently of the generator)."""
     first = objects[0]

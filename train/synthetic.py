@@ -41,7 +41,6 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 50, 50), "green": (50, 190, 60), "blue": (50, 90, 230), "yellow": (235, 215, 50),
@@ -194,19 +193,11 @@ def balanced_schedule(n: int, rng: np.random.Generator) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------------------------------- writing
 
-def _mask_to_rle(mask: np.ndarray) -> dict:
-    """COCO RLE ``{"size": [h, w], "counts": str}``, identical to ``videorefer.regions.mask_to_rle`` (tested).
-
-    TODO: use ``videorefer.regions.mask_to_rle`` once ``import videorefer`` no longer pulls in torch and transformers
-    (about 5-10 s here), which would dominate the generator's run time.
-    """
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def annotation(video: SyntheticVideo, object_indices: tuple[int, ...]) -> list[dict]:
     """Official annotation list: one ``{"<frame>": {"segmentation": RLE}}`` dict per object, all frames."""
-    return [{str(t): {"segmentation": _mask_to_rle(video.masks[k, t])} for t in range(video.masks.shape[1])}
+    from videorefer.regions import mask_to_rle  # imported here: it loads torch, which only writing needs
+
+    return [{str(t): {"segmentation": mask_to_rle(video.masks[k, t])} for t in range(video.masks.shape[1])}
             for k in object_indices]
 
 

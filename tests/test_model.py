@@ -208,3 +208,12 @@ def test_masks_as_rle_and_polygons_equal_arrays(model_and_processor):
     assert overlap >= 0.9 * square.sum()  # polygon rasterisation may differ on the border
     with pytest.raises(ValueError):
         processor(video, "[<region>]", [{4: {"size": [48, 64], "counts": "not rle!"}}])
+
+
+def test_follow_up_questions_are_checked_too(tiny_videorefer):
+    video, masks = moving_square_video()
+    history = [("What is <object0>?", "a square")]
+    with pytest.raises(ValueError, match="refers to <object2> but there are only <object0>..<object0>"):
+        tiny_videorefer.prepare(video, [masks], "And <object2>?", history=history)
+    with pytest.raises(ValueError, match="empty"):
+        tiny_videorefer.prepare(video, [masks], "  ", history=history)

@@ -41,15 +41,10 @@ def region_question(question: str, num_objects: int) -> str:
     `<objectK>` becomes `<objectK> [<region>]`; objects the question does not name are listed first, as in the
     official examples ("There are two objects: <object0> [<region>], <object1> [<region>]. ...").
     """
-    if not question or not question.strip():
-        raise ValueError("the question is empty")
+    _check_not_empty(question)
     if REGION_TOKEN in question:
         return question  # already laid out (e.g. Bench-Q items, whose object numbers need not start at 0)
-    named = {int(k) for k in OBJECT_TAG.findall(question)}
-    unknown = sorted(k for k in named if k >= num_objects)
-    if unknown:
-        have = f"<object0>..<object{num_objects - 1}>" if num_objects else "no objects"
-        raise ValueError(f"the question refers to <object{unknown[0]}> but there are only {have}")
+    named = _named_objects(question, num_objects)
     if num_objects == 0:
         return question
     if named == set(range(num_objects)):
@@ -68,6 +63,21 @@ def region_question(question: str, num_objects: int) -> str:
     return f"{lead}: {listing}. {question}"
 
 
+def _check_not_empty(question: str) -> None:
+    if not question or not question.strip():
+        raise ValueError("the question is empty")
+
+
+def _named_objects(question: str, num_objects: int) -> set[int]:
+    """The K of every `<objectK>` in the question; each must be one of the `num_objects` objects."""
+    named = {int(k) for k in OBJECT_TAG.findall(question)}
+    unknown = sorted(k for k in named if k >= num_objects)
+    if unknown:
+        have = f"<object0>..<object{num_objects - 1}>" if num_objects else "no objects"
+        raise ValueError(f"the question refers to <object{unknown[0]}> but there are only {have}")
+    return named
+
+
 def region_conversation(
     question: str, history: Sequence[tuple[str, str]] | None, num_objects: int
 ) -> tuple[str, list[tuple[str, str]]]:
@@ -79,9 +89,8 @@ def region_conversation(
     history = list(history or [])
     if not history:
         return region_question(question, num_objects), history
-    if not question or not question.strip():
-        raise ValueError("the question is empty")
-    region_question(question.replace(REGION_TOKEN, ""), num_objects)  # checks the objects it names exist
+    _check_not_empty(question)
+    _named_objects(question, num_objects)
     first, answer = history[0]
     history[0] = (region_question(first, num_objects), answer)
     return question, history

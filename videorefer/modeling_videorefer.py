@@ -105,17 +105,15 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
         video_tokens = inner.mm_projector(features[: b * t].reshape(b, t, *features.shape[1:]))
         object_tokens, counts, pooled_all, merged_all = [], [], [], []
         grid = inner.vision_tower.grid_size
-        extra_offset = b * t
+        n_extra = [p.shape[0] if p is not None else 0 for p in (region_pixel_values or [None] * b)]
+        extra_start = [b * t + sum(n_extra[:i]) for i in range(b)]  # row of sample i's first extra frame
         for i in range(b):
-            n_extra = region_pixel_values[i].shape[0] if region_pixel_values and region_pixel_values[i] is not None else 0
             if region_masks is None or region_masks[i] is None or region_masks[i].shape[0] == 0:
                 object_tokens.append(video_tokens.new_zeros((0, video_tokens.shape[-1])))
                 counts.append(torch.zeros(0, dtype=torch.long, device=video_tokens.device))
-                extra_offset += n_extra
                 continue
             local = region_frames[i].to(features.device)
-            rows = torch.where(local < t, i * t + local, extra_offset + local - t)
-            extra_offset += n_extra
+            rows = torch.where(local < t, i * t + local, extra_start[i] + local - t)
             grids = features[rows].reshape(-1, grid, grid, features.shape[-1])  # (k, h, w, C)
             masks = region_masks[i].to(features.device)
             pooled, merged, per_object = inner.region_encoder.pool_and_merge(grids, masks, masks_per_object[i])

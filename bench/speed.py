@@ -40,13 +40,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `fn` in seconds."""
+def median_time(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1,
+                setup: Callable[[], Any] | None = None) -> float:
+    """Median wall time of `fn` in seconds; `setup` (untimed) runs before every call."""
     for _ in range(warmup):
+        if setup:
+            setup()
         fn()
     sync(device)
     times = []
     for _ in range(repeats):
+        if setup:
+            setup()
+            sync(device)
         start = time.perf_counter()
         fn()
         sync(device)
@@ -178,12 +184,14 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
         history = [(question, vr.processor.decode(ids[0]))]
         state = (vr.prefix_cache.embeds, vr.prefix_cache.cache)
 
-        def follow_up() -> None:
+        def restore_conversation() -> None:  # what a user's previous question left behind (not part of the timing)
             vr.prefix_cache.embeds, vr.prefix_cache.cache = state[0], _copy_cache(state[1])
+
+        def follow_up() -> None:
             prepared = vr.prepare(video, objects, "And what happens next?", history=history)
             vr._generate(prepared, {**settings, "max_new_tokens": 1})
 
-        t_follow = median_time(follow_up, device, repeats, warmup=1)
+        t_follow = median_time(follow_up, device, repeats, warmup=1, setup=restore_conversation)
         reused = vr.prefix_cache.reused_tokens
         prompt_tokens = int(prepared["input_ids"].shape[1])
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None

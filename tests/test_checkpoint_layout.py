@@ -65,3 +65,29 @@ def test_save_and_reload_round_trip(tmp_path):
     again = VideoReferQwen2ForCausalLM.from_pretrained(tmp_path)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_tiny_model_with_smooth_positions_loads_them(tmp_path):
+    """The synthetic task's tiny model: the tower's position embeddings are the 2-D sin/cos table, saved and loaded
+    through from_pretrained, and nearby patches get more similar embeddings than distant ones."""
+    from videorefer.testing.tiny_model import build_tiny_videorefer, sincos_position_embeddings
+
+    folder = build_tiny_videorefer(tmp_path / "tiny", image_size=112, smooth_positions=True)
+    model = VideoReferQwen2ForCausalLM.from_pretrained(folder)
+    table = model.model.vision_tower.vision_tower.vision_model.embeddings.position_embedding.weight.detach()
+    assert torch.equal(table, sincos_position_embeddings(8, 32))
+    # The patch position is readable from the embedding: a linear map fitted on half of the patches (checkerboard)
+    # gives the other half's (x, y) to a tenth of a patch; random embeddings give no usable position.
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    position = torch.stack([xs.flatten(), ys.flatten()], 1)  # (64, 2)
+    fit = (xs + ys).flatten() % 2 == 0
+
+    def held_out_error(embeddings: torch.Tensor) -> float:
+        design = torch.cat([embeddings, torch.ones(64, 1)], 1).double()
+        solution = torch.linalg.lstsq(design[fit], position[fit].double()).solution
+        return float((design[~fit] @ solution - position[~fit]).abs().max())
+
+    assert held_out_error(table) < 0.1
+    assert held_out_error(torch.randn(64, 32, generator=torch.Generator().manual_seed(0))) > 1.0
+    plain = VideoReferQwen2ForCausalLM.from_pretrained(build_tiny_videorefer(tmp_path / "plain", image_size=112))
+    assert not torch.equal(plain.model.vision_tower.vision_tower.vision_model.embeddings.position_embedding.weight, table)

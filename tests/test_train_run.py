@@ -1,8 +1,10 @@
 """Training runs on the tiny model, CPU: the loss falls, a killed run resumes where it stopped with the same data
-order, LoRA / QLoRA train and save adapters (and merged models), stage 1 saves and loads the object encoder alone."""
+order, LoRA / QLoRA train and save adapters (and merged models), stage 1 saves and loads the object encoder alone,
+and two data-parallel processes split the data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,28 @@ def test_stage1_saves_and_loads_the_object_encoder_alone(tiny_checkpoint, task, 
     torch.save({"model.mm_projector.x": torch.zeros(1)}, tmp_path / "wrong.bin")
     with pytest.raises(ValueError, match="region_encoder"):
         load_region_encoder(fresh, tmp_path / "wrong.bin")
+
+
+def test_two_data_parallel_processes(tiny_checkpoint, task, tmp_path):
+    """The multi-GPU path on CPU: `torch.distributed.run` (what `accelerate launch` starts on GPUs) runs two processes
+    (gloo) that split the data: 12 samples, 2 per process and step, so one step is a third of an epoch (one process
+    alone would take a sixth). Rank 0 saves a loadable, trained model."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "train.train",
+               str(CONFIG), f"model_name_or_path={tiny_checkpoint}", f"data_path={task / 'train.json'}",
+               f"output_dir={out}", "per_device_train_batch_size=2", "max_steps=2", "save_steps=1000",
+               "warmup_steps=0", "num_frames=4", "logging_steps=1", "disable_tqdm=true"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                            timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "'epoch': '0.3333'" in log and "'epoch': '0.6667'" in log, log[-3000:]
+    assert log.count(f"saved to {out}") == 1  # only rank 0 reports (and writes) the output
+    trained = VideoRefer.from_pretrained(out, device="cpu").model.state_dict()
+    base = weights(VideoReferQwen2ForCausalLM.from_pretrained(tiny_checkpoint))
+    assert not torch.equal(trained["model.region_encoder.feat_linear.0.weight"],
+                           base["model.region_encoder.feat_linear.0.weight"])

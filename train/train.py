@@ -257,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = load_config(argv[0], argv[1:])
-    run(config)
-    print(f"saved to {config['output_dir']}")
+    trainer = run(config)
+    if trainer.args.should_save:  # the main process of a multi-process run
+        print(f"saved to {config['output_dir']}")
 
 
 if __name__ == "__main__":

@@ -164,7 +164,9 @@ class VideoReferProcessor:
         """`(n, H, W, 3)` uint8 to `(n, 3, S, S)` float32: bicubic resize to a square (aspect not kept), normalise."""
         size = (self.image_size, self.image_size)
         resize = lambda f: np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC))  # noqa: E731
-        resized = np.stack(list(_resize_pool().map(resize, frames)))  # PIL releases the GIL while resizing
+        # PIL releases the GIL while resizing: threads pay off for large frames, not for small ones (hand-off cost).
+        large = frames.shape[1] * frames.shape[2] >= PARALLEL_RESIZE_PIXELS
+        resized = np.stack(list(_resize_pool().map(resize, frames) if large else map(resize, frames)))
         pixels = (resized.astype(np.float32) * np.float32(1 / 255) - self.image_mean) / self.image_std
         return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
@@ -335,6 +337,9 @@ def _as_mask(value: Any, height: int, width: int) -> np.ndarray:
 
         return decode_segmentation(value, None if isinstance(value, Mapping) else height, None if isinstance(value, Mapping) else width)
     return np.asarray(value)
+
+
+PARALLEL_RESIZE_PIXELS = 256 * 256  # frames at least this large are resized in a thread pool
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ from ..configuration_videorefer import REGION_TOKEN, VideoReferQwen2Config
 from ..modeling_videorefer import VideoReferQwen2ForCausalLM
 from ..processing_videorefer import VideoReferProcessor
 
-__all__ = ["build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "videorefer_7b_config", "TINY_VISION_FOLDER"]
+__all__ = ["build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "sincos_position_embeddings", "videorefer_7b_config", "TINY_VISION_FOLDER"]
 
 TINY_VISION_FOLDER = "tiny-siglip-vision"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -82,10 +82,32 @@ def tiny_config(vocab_size: int, image_size: int = 56, patch_size: int = 14, num
     return VideoReferQwen2Config(**settings)
 
 
+def sincos_position_embeddings(grid: int, dim: int) -> torch.Tensor:
+    """2-D sine/cosine position embeddings `(grid * grid, dim)` (row-major patches), scaled to unit std.
+
+    A pretrained SigLIP's learned position embeddings vary smoothly with the patch position; random ones do not, so a
+    random tiny tower's features hardly tell where an object is. These give a random tower that smoothness.
+    """
+    if dim % 4:
+        raise ValueError(f"the vision hidden size must be a multiple of 4 for 2-D sin/cos embeddings, got {dim}")
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    quarter = dim // 4
+    frequencies = 1.0 / (10000 ** (torch.arange(quarter) / quarter))  # (dim/4,)
+    angles_x = xs.flatten()[:, None] * frequencies  # (patches, dim/4)
+    angles_y = ys.flatten()[:, None] * frequencies
+    table = torch.cat([angles_x.sin(), angles_x.cos(), angles_y.sin(), angles_y.cos()], dim=1)
+    return table / table.std()
+
+
 def build_tiny_videorefer(
-    folder: str | os.PathLike, seed: int = 0, image_size: int = 56, num_frames: int = 8, **config_overrides
+    folder: str | os.PathLike, seed: int = 0, image_size: int = 56, num_frames: int = 8,
+    smooth_positions: bool = False, **config_overrides
 ) -> Path:
-    """Write a random tiny VideoRefer checkpoint in the official layout to `folder` and return its path."""
+    """Write a random tiny VideoRefer checkpoint in the official layout to `folder` and return its path.
+
+    `smooth_positions` replaces the tower's random position embeddings by `sincos_position_embeddings` (the
+    synthetic training task needs to know where objects are); `config_overrides` go to `tiny_config`.
+    """
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
     vocab = len(tokenizer)
@@ -95,6 +117,12 @@ def build_tiny_videorefer(
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
     model = VideoReferQwen2ForCausalLM(config)
+    if smooth_positions:
+        tower = model.model.vision_tower
+        embedding = tower.vision_tower.vision_model.embeddings.position_embedding
+        grid = tower.grid_size
+        with torch.no_grad():
+            embedding.weight.copy_(sincos_position_embeddings(grid, config.vision_config.hidden_size))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)

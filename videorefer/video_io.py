@@ -167,7 +167,10 @@ def decode_with_pyav(path: str, indices: list[int]) -> np.ndarray:
     found: dict[int, np.ndarray] = {}
     try:
         with av.open(path) as container:
-            for i, frame in enumerate(container.decode(video=0)):
+            stream = container.streams.video[0]
+            if stream.codec_context.width * stream.codec_context.height >= 256 * 256:
+                stream.thread_type = "AUTO"  # frame threads: ~1.5x faster on 2 cores for 720p; overhead for tiny clips
+            for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
                     found[i] = frame.to_ndarray(format="rgb24")
                 if i >= max(wanted):

@@ -167,9 +167,50 @@ def test_local_backend_garbage_is_a_recorded_failure(tmp_path):
     assert all(o.attempts == 2 and len(o.errors) == 2 and o.reply is not None for o in outcomes)
 
 
-def test_local_vision_backend():
-    pytest.skip("no tiny image-text-to-text chat model can be built in code quickly here; the Annotator's request "
-                "format is covered over HTTP in test_data_engine.py")
+def test_local_vision_backend(tmp_path):
+    """The Annotator's local VLM path: OpenAI-style messages with data-URL images reach a LLaVA-layout model loaded
+    by AutoModelForImageTextToText; each conversation's own image goes in (4 image tokens, 28x28 pixels)."""
+    import base64
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from train.data_engine.backends import make_backend
+    from train.data_engine.config import BackendConfig
+    from train.data_engine.testing import build_tiny_vlm
+
+    def message(colour: tuple[int, int, int], size: tuple[int, int]) -> list[dict]:
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((*size, 3), colour, np.uint8)).save(buffer, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        return [{"role": "user", "content": [{"type": "text", "text": "What colour is it?"},
+                                             {"type": "image_url", "image_url": {"url": url}}]}]
+
+    backend = make_backend(BackendConfig(model=build_tiny_vlm(tmp_path / "vlm"), backend="local", device="cpu",
+                                         max_tokens=4, vision=True))
+    red, blue = message((220, 30, 30), (40, 50)), message((30, 30, 220), (64, 48))
+    assert backend.chat_batch([red])[0] == backend.chat_batch([red])[0]  # greedy: deterministic
+    seen = []
+    generate = backend._model.generate
+
+    def recording_generate(**inputs):
+        seen.append(inputs)
+        return generate(**inputs)
+
+    backend._model.generate = recording_generate
+    replies = backend.chat_batch([red, blue])
+    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
+    image_token = backend._model.config.image_token_id
+    for inputs in seen:
+        assert inputs["pixel_values"].shape == (1, 3, 28, 28)
+        assert int((inputs["input_ids"] == image_token).sum()) == 4
+    assert not torch.equal(seen[0]["pixel_values"], seen[1]["pixel_values"])
+    # A text-only local model refuses an image instead of silently dropping it.
+    text_only = make_backend(BackendConfig(model=str(tmp_path / "vlm"), backend="local", device="cpu", vision=False))
+    with pytest.raises(ValueError, match="vision: true"):
+        text_only.chat_batch([red])
 
 
 # --------------------------------------------------------------------------------------------- segmentor

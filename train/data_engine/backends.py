@@ -128,19 +128,20 @@ class LocalBackend:
         return [tokenizer.decode(row, skip_special_tokens=True) for row in new]
 
     def chat_batch(self, conversations: list[list[dict]]) -> list[str | ChatError]:
+        vision = self.config.vision
+        converted = [_to_transformers(m, vision) for m in conversations]  # bad requests fail before any loading
         with self._lock:
             if self._model is None:
                 self._load()
-            if self.config.vision:  # images of different sizes: one conversation at a time
+            if vision:  # images of different sizes: one conversation at a time
                 replies: list[str | ChatError] = []
-                for messages in conversations:
+                for messages in converted:
                     inputs = self._processor.apply_chat_template(
-                        _to_transformers(messages, True), add_generation_prompt=True, tokenize=True,
-                        return_dict=True, return_tensors="pt")
+                        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
                     replies.extend(self._generate(dict(inputs)))
                 return replies
-            prompts = [self._processor.apply_chat_template(_to_transformers(m, False), tokenize=False,
-                                                           add_generation_prompt=True) for m in conversations]
+            prompts = [self._processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                       for m in converted]
             inputs = self._processor(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             return list(self._generate(dict(inputs)))
 

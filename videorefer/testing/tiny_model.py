@@ -20,7 +20,10 @@ from ..configuration_videorefer import REGION_TOKEN, VideoReferQwen2Config
 from ..modeling_videorefer import VideoReferQwen2ForCausalLM
 from ..processing_videorefer import VideoReferProcessor
 
-__all__ = ["build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "sincos_position_embeddings", "videorefer_7b_config", "TINY_VISION_FOLDER"]
+__all__ = [
+    "build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "sincos_position_embeddings", "videorefer_7b_config",
+    "TINY_VISION_FOLDER",
+]
 
 TINY_VISION_FOLDER = "tiny-siglip-vision"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

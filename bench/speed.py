@@ -85,7 +85,7 @@ def random_masks(n: int, height: int, width: int, device: str, seed: int = 0) ->
 
 
 def bench_encoder(device: str, repeats: int, dtype: torch.dtype) -> list[dict]:
-    from videorefer.object_encoder import ObjectEncoder
+    from videorefer.models.videorefer_qwen2.object_encoder import ObjectEncoder
     from videorefer.testing.reference import loop_object_encoder
 
     encoder = ObjectEncoder(1152, 3584).to(device, dtype).eval()
@@ -136,7 +136,7 @@ def bench_decode(repeats: int) -> list[dict]:
 def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objects_counts=(1, 4),
                static: bool = False) -> list[dict]:
     """Time to first token (vision + prefill), decode tokens/s and a follow-up, with peak memory."""
-    from videorefer.processing_videorefer import region_question
+    from videorefer.models.videorefer_qwen2.processing import region_question
     from videorefer.video_io import Video
 
     rng = np.random.default_rng(0)
@@ -222,7 +222,7 @@ def build_random_7b(folder: Path, dtype: torch.dtype, device: str) -> Path:
     `BENCH_7B_OVERRIDES` (JSON) overrides config fields, for a dry run of this benchmark at small sizes.
     """
     from videorefer import VideoReferQwen2ForCausalLM
-    from videorefer.processing_videorefer import VideoReferProcessor
+    from videorefer.models.videorefer_qwen2.processing import VideoReferProcessor
     from videorefer.testing.tiny_model import build_tiny_tokenizer, videorefer_7b_config
 
     tokenizer = build_tiny_tokenizer()  # the real tokenizer is not reachable here; its ids fit the 7B vocabulary

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videorefer.object_encoder import ObjectEncoder, mask_pooling, temporal_merge, temporal_merge_padded
+from videorefer.models.videorefer_qwen2.object_encoder import ObjectEncoder, mask_pooling, temporal_merge, temporal_merge_padded
 from videorefer.testing.reference import loop_mask_pooling as pooling_loop
 from videorefer.testing.reference import loop_object_encoder
 from videorefer.testing.reference import loop_temporal_merge as merge_loop
@@ -27,7 +27,7 @@ def test_mask_pooling_matches_loop(n, h, w, c, H, W):
 
 
 def test_sparse_and_dense_sums_agree():
-    from videorefer.object_encoder import _sum_selected
+    from videorefer.models.videorefer_qwen2.object_encoder import _sum_selected
 
     gen = torch.Generator().manual_seed(5)
     features = torch.randn(6, 49, 16, generator=gen)
@@ -40,7 +40,7 @@ def test_sparse_and_dense_sums_agree():
 
 @pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
 def test_mask_cells_equal_resizing_the_whole_mask(dtype):
-    from videorefer.object_encoder import mask_cells
+    from videorefer.models.videorefer_qwen2.object_encoder import mask_cells
 
     gen = torch.Generator().manual_seed(11)
     for (H, W), (h, w) in [((720, 1280), (27, 27)), ((48, 64), (4, 4)), ((7, 300), (27, 13)), ((27, 27), (27, 27))]:

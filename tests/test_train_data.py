@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from train.data import VideoReferCollator, VideoReferDataset
-from videorefer.modeling_videorefer import VideoReferQwen2ForCausalLM
-from videorefer.processing_videorefer import VideoReferProcessor
+from videorefer.models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM
+from videorefer.models.videorefer_qwen2.processing import VideoReferProcessor
 from videorefer.regions import decode_segmentation, mask_to_rle
 from videorefer.video_io import sample_frame_indices
 

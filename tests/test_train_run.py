@@ -15,7 +15,7 @@ from train import synthetic
 from train.checkpoints import REGION_ENCODER_FILE, load_region_encoder
 from train.train import load_config, run
 from videorefer import VideoRefer
-from videorefer.modeling_videorefer import VideoReferQwen2ForCausalLM
+from videorefer.models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM
 
 CONFIG = Path(__file__).resolve().parents[1] / "train" / "configs" / "synthetic_tiny.yaml"
 

@@ -28,8 +28,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from transformers import BatchFeature
 
-from videorefer.configuration_videorefer import REGION_TOKEN, VIDEO_PLACEHOLDER
-from videorefer.processing_videorefer import VideoReferProcessor
+from videorefer.models.videorefer_qwen2.configuration import REGION_TOKEN, VIDEO_PLACEHOLDER
+from videorefer.models.videorefer_qwen2.processing import VideoReferProcessor
 from videorefer.regions import annotation_to_objects
 from videorefer.video_io import load_video
 

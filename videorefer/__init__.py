@@ -3,10 +3,10 @@
 Importing the package registers `videorefer_qwen2` with transformers' `AutoConfig` and `AutoModelForCausalLM`.
 """
 
-from .configuration_videorefer import REGION_TOKEN, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
-from .modeling_videorefer import VideoReferQwen2ForCausalLM, VisualFeatures
-from .object_encoder import ObjectEncoder, mask_pooling, temporal_merge
-from .processing_videorefer import VideoReferProcessor, region_question
+from .models.videorefer_qwen2.configuration import REGION_TOKEN, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
+from .models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM, VisualFeatures
+from .models.videorefer_qwen2.object_encoder import ObjectEncoder, mask_pooling, temporal_merge
+from .models.videorefer_qwen2.processing import VideoReferProcessor, region_question
 from .video_io import Video, load_video
 from .api import DEFAULT_MODEL_ID, VideoRefer, load_model_and_processor
 

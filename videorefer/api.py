@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from transformers import BitsAndBytesConfig, TextIteratorStreamer
 
-from .configuration_videorefer import VideoReferQwen2Config
-from .modeling_videorefer import VideoReferQwen2ForCausalLM, VisualFeatures
-from .processing_videorefer import ObjectMasks, VideoReferProcessor, region_conversation
+from .models.videorefer_qwen2.configuration import VideoReferQwen2Config
+from .models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM, VisualFeatures
+from .models.videorefer_qwen2.processing import ObjectMasks, VideoReferProcessor, region_conversation
 from .video_io import Video, VideoSource, load_video
 
 __all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID", "DESCRIBE_PROMPT"]

@@ -16,9 +16,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, SiglipVisionConfig
 
-from ..configuration_videorefer import REGION_TOKEN, VideoReferQwen2Config
-from ..modeling_videorefer import VideoReferQwen2ForCausalLM
-from ..processing_videorefer import VideoReferProcessor
+from ..models.videorefer_qwen2.configuration import REGION_TOKEN, VideoReferQwen2Config
+from ..models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM
+from ..models.videorefer_qwen2.processing import VideoReferProcessor
 
 __all__ = [
     "build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "sincos_position_embeddings", "videorefer_7b_config",
@@ -146,7 +146,7 @@ def build_tiny_videorefer(
 
 def videorefer_7b_config(**overrides) -> VideoReferQwen2Config:
     """The published VideoRefer-7B configuration (Qwen2-7B + SigLIP so400m), for shape checks and speed benchmarks."""
-    from ..vision import resolve_vision_config
+    from ..models.videorefer_qwen2.vision import resolve_vision_config
 
     settings = dict(
         vocab_size=151647, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,

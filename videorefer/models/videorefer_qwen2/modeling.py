@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, Qwen2ForCausalLM, Qwe
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
-from .configuration_videorefer import VIDEO_TOKEN_INDEX, VideoReferQwen2Config
+from .configuration import VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .connector import STCConnector
 from .object_encoder import ObjectEncoder
 from .vision import VisionTower, resolve_vision_config

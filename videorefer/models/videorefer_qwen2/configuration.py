@@ -3,7 +3,7 @@
 The field names are those of the official checkpoints' `config.json`, so a published config loads unchanged. The one
 addition is `vision_config`: the SigLIP vision tower's configuration, written into the config when a model is saved so
 that a saved folder is self-contained. Official configs only name the tower (`mm_vision_tower`, a Hub id or a path);
-`videorefer.vision.resolve_vision_config` fills `vision_config` in from there when the model is loaded.
+`resolve_vision_config` (vision.py) fills `vision_config` in from there when the model is loaded.
 """
 
 from __future__ import annotations

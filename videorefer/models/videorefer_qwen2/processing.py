@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
-from .configuration_videorefer import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
+from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .vision import KNOWN_VISION_TOWERS, resolve_vision_path
-from .video_io import Video, VideoSource, load_video
+from ...video_io import Video, VideoSource, load_video
 
 __all__ = ["VideoReferProcessor", "ObjectMasks", "region_question", "region_conversation", "IMAGE_PROCESSOR_FILE"]
 
@@ -31,7 +31,7 @@ ObjectMasks = Mapping[int, Any]  # raw frame index -> (H, W) mask: array, tensor
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
 OBJECT_TAG = re.compile(r"<object(\d+)>")
-IGNORE_LABEL = -100  # label of tokens that do not count in the loss (as `modeling_videorefer.IGNORE_INDEX`)
+IGNORE_LABEL = -100  # label of tokens that do not count in the loss (as `modeling.IGNORE_INDEX`)
 
 
 def region_question(question: str, num_objects: int) -> str:
@@ -333,7 +333,7 @@ class VideoReferProcessor:
 def _as_mask(value: Any, height: int, width: int) -> np.ndarray:
     """A mask given as an array / tensor, a COCO RLE dict or a COCO polygon list, as an array."""
     if isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple))):
-        from .regions import decode_segmentation
+        from ...regions import decode_segmentation
 
         return decode_segmentation(value, None if isinstance(value, Mapping) else height, None if isinstance(value, Mapping) else width)
     return np.asarray(value)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
-from .configuration_videorefer import VideoReferQwen2Config
+from .configuration import VideoReferQwen2Config
 
 __all__ = ["VisionTower", "resolve_vision_config", "resolve_vision_path", "KNOWN_VISION_TOWERS"]
 

@@ -15,8 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from bench.common import JsonlWriter, latest_by_id, read_jsonl
-from videorefer.llm_client import ChatClient, ChatError
+from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
+from videorefer.data.chat_client import ChatClient, ChatError
 
 DIMENSIONS = ["Subject Correspondence", "Appearance Description", "Temporal Description", "Hallucination Detection"]
 ABBREVIATIONS = {"SC": DIMENSIONS[0], "AD": DIMENSIONS[1], "TD": DIMENSIONS[2], "HD": DIMENSIONS[3]}

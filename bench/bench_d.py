@@ -13,22 +13,11 @@ Videos default to ``BENCH_DIR/Panda-70M-part`` (the official layout) when that f
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
-from bench.common import (
-    OFFICIAL_NUM_FRAMES,
-    AnswerFn,
-    add_run_arguments,
-    check_videos,
-    load_bench_json,
-    read_predictions,
-    restrict_annotation,
-    resolve_video,
-    run_command,
-    run_resumable,
-)
+from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_bench_json, read_predictions,
+                          run_command, runner_parser)
 from bench.judge import DIMENSIONS, JudgeClient, judge_predictions
 from videorefer.data.jsonl import latest_by_id, read_jsonl
 
@@ -55,15 +44,8 @@ def load_bench_d(path: str | Path) -> list[dict]:
 def run_bench_d(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
                 mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
     """Describe every item not yet in ``output`` (JSONL with the official fields ``video, caption, pred``)."""
-    check_videos(items, video_root)
-
-    def predict(item: dict) -> dict:
-        video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), PROMPT, mode, num_frames)
-        return {"id": item["id"], "video": item["video"], "caption": item["caption"], "pred": pred,
-                "mode": mode, "num_frames": num_frames}
-
-    return run_resumable(items, output, predict, label="bench_d", settings={"mode": mode, "num_frames": num_frames})
+    return answer_items(items, video_root, output, answer_fn, lambda item: PROMPT, ("caption",), "bench_d", mode,
+                        num_frames)
 
 
 # --------------------------------------------------------------------------------------------------------- table
@@ -103,9 +85,7 @@ def latest_predictions(paths: list[str]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_d", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_run_arguments(sub.add_parser("run", help="describe the objects"), QUESTION_FILE)
+    parser, sub = runner_parser("python -m bench.bench_d", __doc__.split("\n")[0], QUESTION_FILE, "describe the objects")
     judge = sub.add_parser("judge", help="score predictions with an OpenAI-compatible judge (resumable)")
     judge.add_argument("predictions", nargs="+")
     judge.add_argument("--output", required=True, help="scores JSONL (appended to; rerun to resume/retry)")

@@ -13,23 +13,12 @@ comparable with the published ones.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from bench.common import (
-    OFFICIAL_NUM_FRAMES,
-    AnswerFn,
-    add_run_arguments,
-    check_videos,
-    load_bench_json,
-    read_predictions,
-    restrict_annotation,
-    resolve_video,
-    run_command,
-    run_resumable,
-)
+from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_bench_json, read_predictions,
+                          run_command, runner_parser)
 from videorefer.data.jsonl import latest_by_id
 
 QUESTION_FILE = "VideoRefer-Bench-Q.json"
@@ -154,21 +143,12 @@ def score_files(paths: list[str]) -> str:
 def run_bench_q(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
                 mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
     """Answer every item not yet in ``output`` (JSONL, one record per line, official fields plus id/mode)."""
-    check_videos(items, video_root)
-
-    def predict(item: dict) -> dict:
-        video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), build_bench_q_prompt(item), mode, num_frames)
-        return {"id": item["id"], "video": item["video"], "Answer": item["Answer"], "pred": pred,
-                "type": item["type"], "mode": mode, "num_frames": num_frames}
-
-    return run_resumable(items, output, predict, label="bench_q", settings={"mode": mode, "num_frames": num_frames})
+    return answer_items(items, video_root, output, answer_fn, build_bench_q_prompt, ("Answer", "type"), "bench_q",
+                        mode, num_frames)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_q", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_run_arguments(sub.add_parser("run", help="answer the questions"), QUESTION_FILE)
+    parser, sub = runner_parser("python -m bench.bench_q", __doc__.split("\n")[0], QUESTION_FILE, "answer the questions")
     score_parser = sub.add_parser("score", help="accuracy per type from predictions JSONL")
     score_parser.add_argument("predictions", nargs="+")
     args = parser.parse_args(argv)

@@ -145,6 +145,22 @@ def run_resumable(
     return len(pending)
 
 
+def answer_items(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
+                 prompt: Callable[[dict], str], kept_fields: tuple[str, ...], label: str, mode: str = "single",
+                 num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
+    """Answer ``prompt(item)`` about every item not yet in ``output``; each record keeps ``id``, ``video`` and
+    ``kept_fields`` of the item, plus ``pred``, ``mode`` and ``num_frames``. Returns the number of new records."""
+    check_videos(items, video_root)
+
+    def predict(item: dict) -> dict:
+        video = str(resolve_video(video_root, item["video"]))
+        pred = answer_fn(video, restrict_annotation(item, mode), prompt(item), mode, num_frames)
+        return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
+                "pred": pred, "mode": mode, "num_frames": num_frames}
+
+    return run_resumable(items, output, predict, label=label, settings={"mode": mode, "num_frames": num_frames})
+
+
 def read_predictions(paths: list[str]) -> list[dict]:
     """All records of several prediction files (e.g. one per shard), in order; every file must exist."""
     for path in paths:
@@ -156,6 +172,16 @@ def read_predictions(paths: list[str]) -> list[dict]:
 # ------------------------------------------------------------------------------------------ the `run` subcommand
 #: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=...) -> new records``
 Runner = Callable[..., int]
+
+
+def runner_parser(prog: str, description: str, question_file: str,
+                  run_help: str) -> tuple[argparse.ArgumentParser, Any]:
+    """A runner's command line with its ``run`` subcommand (see ``add_run_arguments``); returns the parser and its
+    subparsers, to which the runner adds its other subcommands."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(sub.add_parser("run", help=run_help), question_file)
+    return parser, sub
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> None:

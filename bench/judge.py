@@ -168,10 +168,7 @@ def judge_predictions(predictions: list[dict], output: str, client: JudgeClient,
         futures = {pool.submit(client.judge, p["caption"], p["pred"]): p for p in todo}
         for future in as_completed(futures):  # only this thread writes, so lines never interleave
             prediction = futures[future]
-            try:
-                verdict = future.result()
-            except Exception as err:  # a bug in our own code: record it rather than lose the item
-                verdict = {"error": f"{type(err).__name__}: {err}", "attempts": 0}
+            verdict = future.result()  # judge() turns failed calls into {"error": ...}; anything else is a bug
             record = {"id": prediction["id"], "video": prediction.get("video"), "caption": prediction["caption"],
                       "pred": prediction["pred"], "judge_model": client.model, **verdict}
             if "scores" in verdict:

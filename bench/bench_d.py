@@ -85,7 +85,8 @@ def latest_predictions(paths: list[str]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser, sub = runner_parser("python -m bench.bench_d", __doc__.split("\n")[0], QUESTION_FILE, "describe the objects")
+    parser, sub = runner_parser("python -m bench.bench_d", __doc__.split("\n")[0], QUESTION_FILE,
+                                "describe the objects")
     judge = sub.add_parser("judge", help="score predictions with an OpenAI-compatible judge (resumable)")
     judge.add_argument("predictions", nargs="+")
     judge.add_argument("--output", required=True, help="scores JSONL (appended to; rerun to resume/retry)")

@@ -148,7 +148,8 @@ def run_bench_q(items: list[dict], video_root: str | Path, output: str | Path, a
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser, sub = runner_parser("python -m bench.bench_q", __doc__.split("\n")[0], QUESTION_FILE, "answer the questions")
+    parser, sub = runner_parser("python -m bench.bench_q", __doc__.split("\n")[0], QUESTION_FILE,
+                                "answer the questions")
     score_parser = sub.add_parser("score", help="accuracy per type from predictions JSONL")
     score_parser.add_argument("predictions", nargs="+")
     args = parser.parse_args(argv)

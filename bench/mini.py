@@ -7,11 +7,12 @@ Usage::
         [--videos 6] [--modes single multi] [--num-frames 8] [--max-new-tokens N] [--seed 0]
 
 It writes, in the official formats, ``OUT_DIR/VideoRefer-Bench-Q.json`` and ``OUT_DIR/VideoRefer-Bench-D.json`` built
-from held-out videos of the synthetic moving-shapes task (``videorefer.data.synthetic``) and from ``examples/bigbuckbunny.mp4``
-with its saved regions; answers them with the real runners (``bench.bench_q`` / ``bench.bench_d``) and the real model
-path (``videorefer.VideoRefer``: its processor and object encoder); scores Bench-Q with the official rules; judges
-Bench-D through the real judge client over HTTP against ``bench.local_judge``, a local word-overlap TEST judge
-whose scores mean nothing about quality; and prints both tables. Rerunning the same command resumes.
+from held-out videos of the synthetic moving-shapes task (``videorefer.data.synthetic``) and from
+``examples/bigbuckbunny.mp4`` with its saved regions; answers them with the real runners (``bench.bench_q`` /
+``bench.bench_d``) and the real model path (``videorefer.VideoRefer``: its processor and object encoder); scores
+Bench-Q with the official rules; judges Bench-D through the real judge client over HTTP against ``bench.local_judge``,
+a local word-overlap TEST judge whose scores mean nothing about quality; and prints both tables. Rerunning the same
+command resumes.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import time
 from pathlib import Path
 
 from bench import bench_d, bench_q
-from bench.common import OFFICIAL_NUM_FRAMES, VideoReferAnswerFn, read_jsonl
+from bench.common import OFFICIAL_NUM_FRAMES, VideoReferAnswerFn
 from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
+from videorefer.data.jsonl import read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VIDEO = REPO_ROOT / "examples" / "bigbuckbunny.mp4"

@@ -13,23 +13,13 @@ Videos default to ``BENCH_DIR/Panda-70M-part`` (the official layout) when that f
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
-from bench.bench_q import add_run_arguments, prepare_run
-from bench.common import (
-    OFFICIAL_NUM_FRAMES,
-    AnswerFn,
-    check_videos,
-    latest_by_id,
-    load_bench_json,
-    read_jsonl,
-    restrict_annotation,
-    resolve_video,
-    run_resumable,
-)
+from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_bench_json, read_predictions,
+                          run_command, runner_parser)
 from bench.judge import DIMENSIONS, JudgeClient, judge_predictions
+from videorefer.data.jsonl import latest_by_id, read_jsonl
 
 QUESTION_FILE = "VideoRefer-Bench-D.json"
 VIDEO_SUBFOLDER = "Panda-70M-part"
@@ -54,15 +44,8 @@ def load_bench_d(path: str | Path) -> list[dict]:
 def run_bench_d(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
                 mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
     """Describe every item not yet in ``output`` (JSONL with the official fields ``video, caption, pred``)."""
-    check_videos(items, video_root)
-
-    def predict(item: dict) -> dict:
-        video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), PROMPT, mode, num_frames)
-        return {"id": item["id"], "video": item["video"], "caption": item["caption"], "pred": pred,
-                "mode": mode, "num_frames": num_frames}
-
-    return run_resumable(items, output, predict, label="bench_d", settings={"mode": mode, "num_frames": num_frames})
+    return answer_items(items, video_root, output, answer_fn, lambda item: PROMPT, ("caption",), "bench_d", mode,
+                        num_frames)
 
 
 # --------------------------------------------------------------------------------------------------------- table
@@ -96,18 +79,14 @@ def format_table(summary: dict, label: str = "ours") -> str:
     return "\n".join(lines)
 
 
-def read_predictions(paths: list[str]) -> list[dict]:
+def latest_predictions(paths: list[str]) -> list[dict]:
     """Merge prediction files (e.g. shards) keeping the last record per id."""
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"predictions file not found: {path}")
-    return list(latest_by_id(r for path in paths for r in read_jsonl(path)).values())
+    return list(latest_by_id(read_predictions(paths)).values())
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_d", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_run_arguments(sub.add_parser("run", help="describe the objects"), QUESTION_FILE)
+    parser, sub = runner_parser("python -m bench.bench_d", __doc__.split("\n")[0], QUESTION_FILE,
+                                "describe the objects")
     judge = sub.add_parser("judge", help="score predictions with an OpenAI-compatible judge (resumable)")
     judge.add_argument("predictions", nargs="+")
     judge.add_argument("--output", required=True, help="scores JSONL (appended to; rerun to resume/retry)")
@@ -131,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[judge] ${args.api_key_env} is not set: sending requests without an Authorization header")
         client = JudgeClient(url=args.judge_url, model=args.judge_model, api_key=api_key, timeout=args.timeout,
                              retries=args.retries, backoff=args.backoff, temperature=args.temperature)
-        counts = judge_predictions(read_predictions(args.predictions), args.output, client, workers=args.workers)
+        counts = judge_predictions(latest_predictions(args.predictions), args.output, client, workers=args.workers)
         try:
             print(format_table(summarize(read_jsonl(args.output))))
         except ValueError as err:  # every item failed: there is no table to print
@@ -142,12 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         items = load_bench_d(args.question_file or Path(args.bench_dir) / QUESTION_FILE)
         default_root = Path(args.bench_dir) / VIDEO_SUBFOLDER
         video_root = args.video_folder or (default_root if default_root.is_dir() else args.bench_dir)
-        check_videos(items, video_root)  # before loading a 7B model
-        items, output, num_frames, answer_fn = prepare_run(args, items)
-        run_bench_d(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
-        if hasattr(answer_fn, "summary"):
-            print(f"[bench_d] {answer_fn.summary()}")
-        print(f"[bench_d] predictions in {output}; judge with: python -m bench.bench_d judge {output} --output ...")
+        run_command(args, items, video_root, run_bench_d, "bench_d",
+                    "judge with: python -m bench.bench_d judge {output} --output ...")
 
 
 if __name__ == "__main__":

@@ -13,27 +13,13 @@ comparable with the published ones.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from bench.common import (
-    OFFICIAL_NUM_FRAMES,
-    AnswerFn,
-    check_videos,
-    latest_by_id,
-    load_answer_fn,
-    load_bench_json,
-    parse_shard,
-    read_jsonl,
-    restrict_annotation,
-    resolve_video,
-    run_resumable,
-    shard_items,
-    shard_output_path,
-    videorefer_answer_fn,
-)
+from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_bench_json, read_predictions,
+                          run_command, runner_parser)
+from videorefer.data.jsonl import latest_by_id
 
 QUESTION_FILE = "VideoRefer-Bench-Q.json"
 REQUIRED_FIELDS = {
@@ -144,11 +130,7 @@ def format_table(result: dict[str, tuple[int, int]], mode: str | None) -> str:
 
 def score_files(paths: list[str]) -> str:
     """Merge prediction files (e.g. shards), keep one record per id, and format the table."""
-    records: list[dict] = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"predictions file not found: {path}")
-        records.extend(read_jsonl(path))
+    records = read_predictions(paths)
     if all("id" in r for r in records):
         records = list(latest_by_id(records).values())
     if not records:
@@ -161,63 +143,13 @@ def score_files(paths: list[str]) -> str:
 def run_bench_q(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
                 mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
     """Answer every item not yet in ``output`` (JSONL, one record per line, official fields plus id/mode)."""
-    check_videos(items, video_root)
-
-    def predict(item: dict) -> dict:
-        video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), build_bench_q_prompt(item), mode, num_frames)
-        return {"id": item["id"], "video": item["video"], "Answer": item["Answer"], "pred": pred,
-                "type": item["type"], "mode": mode, "num_frames": num_frames}
-
-    return run_resumable(items, output, predict, label="bench_q", settings={"mode": mode, "num_frames": num_frames})
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> None:
-    """Arguments shared by the Bench-Q and Bench-D runners."""
-    parser.add_argument("--bench-dir", required=True, help="folder with the benchmark JSON (and, by default, videos)")
-    parser.add_argument("--question-file", help=f"benchmark JSON (default: BENCH_DIR/{question_file})")
-    parser.add_argument("--video-folder", help="root the items' 'video' paths are relative to")
-    parser.add_argument("--output", required=True, help="predictions JSONL (appended to; rerun to resume)")
-    parser.add_argument("--mode", choices=["single", "multi"], default="single",
-                        help="single: only the mask at frame_idx (official default); multi: all annotated masks")
-    parser.add_argument("--num-frames", type=int, default=None,
-                        help=f"frames sampled per video (default {OFFICIAL_NUM_FRAMES}, the official eval's; "
-                             "training used 16)")
-    parser.add_argument("--shard", help="i/n: run the i-th of n contiguous parts (one per GPU)")
-    parser.add_argument("--limit", type=int, help="only the first N items (smoke tests)")
-    parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
-    model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
-
-
-def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict], Path, int, AnswerFn]:
-    """Shard/limit the items, pick the output file, report the frame count, build the answer function."""
-    shard = parse_shard(args.shard) if args.shard else None
-    if shard:
-        items = shard_items(items, *shard)
-    if args.limit is not None:
-        items = items[: args.limit]
-    output = shard_output_path(args.output, shard)
-    if args.num_frames is None:
-        num_frames = OFFICIAL_NUM_FRAMES
-        print(f"[bench] num_frames = {num_frames} (official eval default; training used 16: pass --num-frames 16 "
-              "to evaluate as trained)")
-    else:
-        num_frames = args.num_frames
-        print(f"[bench] num_frames = {num_frames} (--num-frames; the official eval uses {OFFICIAL_NUM_FRAMES})")
-    if args.answer_fn:
-        answer_fn = load_answer_fn(args.answer_fn)
-    else:
-        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
-        answer_fn = videorefer_answer_fn(args.model, generation=generation)
-    return items, output, num_frames, answer_fn
+    return answer_items(items, video_root, output, answer_fn, build_bench_q_prompt, ("Answer", "type"), "bench_q",
+                        mode, num_frames)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_q", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_run_arguments(sub.add_parser("run", help="answer the questions"), QUESTION_FILE)
+    parser, sub = runner_parser("python -m bench.bench_q", __doc__.split("\n")[0], QUESTION_FILE,
+                                "answer the questions")
     score_parser = sub.add_parser("score", help="accuracy per type from predictions JSONL")
     score_parser.add_argument("predictions", nargs="+")
     args = parser.parse_args(argv)
@@ -226,13 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         print(score_files(args.predictions))
         return
     items = load_bench_q(args.question_file or Path(args.bench_dir) / QUESTION_FILE)
-    video_root = args.video_folder or args.bench_dir
-    check_videos(items, video_root)  # before loading a 7B model
-    items, output, num_frames, answer_fn = prepare_run(args, items)
-    run_bench_q(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
-    if hasattr(answer_fn, "summary"):
-        print(f"[bench_q] {answer_fn.summary()}")
-    print(f"[bench_q] predictions in {output}; score with: python -m bench.bench_q score {output}")
+    run_command(args, items, args.video_folder or args.bench_dir, run_bench_q, "bench_q",
+                "score with: python -m bench.bench_q score {output}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,23 @@
-"""Shared plumbing for the VideoRefer-Bench runners: resumable JSONL, sharding, loading the official JSON files.
+"""Shared plumbing for the VideoRefer-Bench runners: the official JSON files, the resumable runner, the ``run``
+command both runners share, and the default answer function.
 
-Nothing here imports the model: the runners take an ``answer_fn`` and only the default one (``videorefer_answer_fn``)
-imports ``videorefer`` lazily, so scoring, judging and the tests of this plumbing run without torch or a checkpoint.
+Resumable JSONL and sharding live in ``videorefer.data`` (the data engine uses them too). The runners take an
+``answer_fn``; only the default one (``videorefer_answer_fn``) loads a model, and only when it is built.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
+from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
 
 #: ``answer_fn(video_path_or_folder, annotation, question, mode, num_frames) -> str``. ``annotation`` is the item's
 #: official annotation list ``[{"<frame>": {"segmentation": RLE | polygon | None}}, ...]`` (one dict per object, in
@@ -21,111 +25,6 @@ from typing import Any
 AnswerFn = Callable[[str, list, str, str, int], str]
 
 OFFICIAL_NUM_FRAMES = 8  # what the official eval's process_video samples; training used 16
-
-
-# ----------------------------------------------------------------------------------------------------------- JSONL
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file, tolerating a truncated last line (a run killed mid-write).
-
-    A broken line anywhere but at the end is an error naming the line: that is corruption, not an interrupted write.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    records: list[dict] = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    # A file written by JsonlWriter ends with "\n", so the final element is "" unless the last write was cut short.
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if number == len(lines):
-                print(f"[bench] {path}: ignoring truncated last line {number} (interrupted run)", file=sys.stderr)
-                continue
-            raise ValueError(f"{path}: line {number} is not valid JSON ({err}); the file is corrupted") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number} is {type(record).__name__}, expected a JSON object")
-        records.append(record)
-    return records
-
-
-def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
-    """Map ``str(id)`` to the last record with that id (later lines supersede earlier ones, e.g. a retried judge)."""
-    out: dict[str, dict] = {}
-    for record in records:
-        if "id" not in record:
-            raise ValueError(f"record without an 'id' field: {str(record)[:200]}")
-        out[str(record["id"])] = record
-    return out
-
-
-class JsonlWriter:
-    """Append-only JSONL writer that makes every record durable before returning (flush + fsync per line).
-
-    On open, a partial last line left by a killed run is cut off, so the next record starts on a fresh line; that
-    item was never counted as finished (``read_jsonl`` ignores it) and is simply redone.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_partial_tail()
-        self._file = open(self.path, "a", encoding="utf-8")
-
-    def _drop_partial_tail(self) -> None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        keep = data.rfind(b"\n") + 1  # 0 when the only line is partial
-        print(f"[bench] {self.path}: dropping a partial last line ({len(data) - keep} bytes)", file=sys.stderr)
-        with open(self.path, "r+b") as f:
-            f.truncate(keep)
-
-    def write(self, record: dict) -> None:
-        """Write one record as one line and force it to disk."""
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# -------------------------------------------------------------------------------------------------------- sharding
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``"i/n"`` (0-based shard i of n)."""
-    try:
-        i_text, n_text = text.split("/")
-        i, n = int(i_text), int(n_text)
-    except ValueError:
-        raise ValueError(f"--shard must look like 'i/n' (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"--shard {text!r}: need n >= 1 and 0 <= i < n")
-    return i, n
-
-
-def shard_items(items: list, i: int, n: int) -> list:
-    """Contiguous shard i of n (like the official ``--chunk-idx``), balanced so no shard is ever missing."""
-    return items[i * len(items) // n : (i + 1) * len(items) // n]
-
-
-def shard_output_path(output: str | Path, shard: tuple[int, int] | None) -> Path:
-    """``preds.jsonl`` -> ``preds.shard1of4.jsonl`` so shards on different GPUs never share a file."""
-    output = Path(output)
-    if shard is None:
-        return output
-    i, n = shard
-    return output.with_name(f"{output.stem}.shard{i}of{n}{output.suffix}")
 
 
 # --------------------------------------------------------------------------------------------- official bench JSON
@@ -244,6 +143,100 @@ def run_resumable(
                 rate = count / max(time.monotonic() - start, 1e-9)
                 print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s)", flush=True)
     return len(pending)
+
+
+def answer_items(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
+                 prompt: Callable[[dict], str], kept_fields: tuple[str, ...], label: str, mode: str = "single",
+                 num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
+    """Answer ``prompt(item)`` about every item not yet in ``output``; each record keeps ``id``, ``video`` and
+    ``kept_fields`` of the item, plus ``pred``, ``mode`` and ``num_frames``. Returns the number of new records."""
+    check_videos(items, video_root)
+
+    def predict(item: dict) -> dict:
+        video = str(resolve_video(video_root, item["video"]))
+        pred = answer_fn(video, restrict_annotation(item, mode), prompt(item), mode, num_frames)
+        return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
+                "pred": pred, "mode": mode, "num_frames": num_frames}
+
+    return run_resumable(items, output, predict, label=label, settings={"mode": mode, "num_frames": num_frames})
+
+
+def read_predictions(paths: list[str]) -> list[dict]:
+    """All records of several prediction files (e.g. one per shard), in order; every file must exist."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"predictions file not found: {path}")
+    return [record for path in paths for record in read_jsonl(path)]
+
+
+# ------------------------------------------------------------------------------------------ the `run` subcommand
+#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=...) -> new records``
+Runner = Callable[..., int]
+
+
+def runner_parser(prog: str, description: str, question_file: str,
+                  run_help: str) -> tuple[argparse.ArgumentParser, Any]:
+    """A runner's command line with its ``run`` subcommand (see ``add_run_arguments``); returns the parser and its
+    subparsers, to which the runner adds its other subcommands."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(sub.add_parser("run", help=run_help), question_file)
+    return parser, sub
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> None:
+    """Arguments shared by the Bench-Q and Bench-D runners."""
+    parser.add_argument("--bench-dir", required=True, help="folder with the benchmark JSON (and, by default, videos)")
+    parser.add_argument("--question-file", help=f"benchmark JSON (default: BENCH_DIR/{question_file})")
+    parser.add_argument("--video-folder", help="root the items' 'video' paths are relative to")
+    parser.add_argument("--output", required=True, help="predictions JSONL (appended to; rerun to resume)")
+    parser.add_argument("--mode", choices=["single", "multi"], default="single",
+                        help="single: only the mask at frame_idx (official default); multi: all annotated masks")
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help=f"frames sampled per video (default {OFFICIAL_NUM_FRAMES}, the official eval's; "
+                             "training used 16)")
+    parser.add_argument("--shard", help="i/n: run the i-th of n contiguous parts (one per GPU)")
+    parser.add_argument("--limit", type=int, help="only the first N items (smoke tests)")
+    parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
+    model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
+
+
+def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict], Path, int, AnswerFn]:
+    """Shard/limit the items, pick the output file, report the frame count, build the answer function."""
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard:
+        items = shard_items(items, *shard)
+    if args.limit is not None:
+        items = items[: args.limit]
+    output = shard_output_path(args.output, shard)
+    if args.num_frames is None:
+        num_frames = OFFICIAL_NUM_FRAMES
+        print(f"[bench] num_frames = {num_frames} (official eval default; training used 16: pass --num-frames 16 "
+              "to evaluate as trained)")
+    else:
+        num_frames = args.num_frames
+        print(f"[bench] num_frames = {num_frames} (--num-frames; the official eval uses {OFFICIAL_NUM_FRAMES})")
+    if args.answer_fn:
+        answer_fn = load_answer_fn(args.answer_fn)
+    else:
+        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+        answer_fn = videorefer_answer_fn(args.model, generation=generation)
+    return items, output, num_frames, answer_fn
+
+
+def run_command(args: argparse.Namespace, items: list[dict], video_root: str | Path, runner: Runner, label: str,
+                next_step: str) -> Path:
+    """The ``run`` subcommand of a runner: check the videos, shard, build the answer function, answer every item not
+    yet done, and say where the predictions are and ``next_step`` (``{output}`` is filled in). Returns the output."""
+    check_videos(items, video_root)  # before loading a 7B model
+    items, output, num_frames, answer_fn = prepare_run(args, items)
+    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
+    if hasattr(answer_fn, "summary"):
+        print(f"[{label}] {answer_fn.summary()}")
+    print(f"[{label}] predictions in {output}; {next_step.format(output=output)}")
+    return output
 
 
 # -------------------------------------------------------------------------------------------------- answer fns

@@ -32,7 +32,7 @@ def download(cache: Path, revision: str | None) -> Path:
 
     try:
         return Path(snapshot_download(REPO_ID, repo_type="dataset", revision=revision, local_dir=cache))
-    except Exception as err:  # offline, proxy, gated: all end the same way for the user
+    except OSError as err:  # the Hub's errors (offline, unreachable, not found, gated, HTTP) are all OSErrors
         raise SystemExit(
             f"could not download {REPO_ID} from the Hugging Face Hub ({type(err).__name__}: {err}).\n"
             "This step needs network access to huggingface.co (or HF_ENDPOINT pointing at a mirror). "

@@ -15,8 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from bench.common import JsonlWriter, latest_by_id, read_jsonl
-from videorefer.llm_client import ChatClient, ChatError
+from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
+from videorefer.data.chat_client import ChatClient, ChatError
 
 DIMENSIONS = ["Subject Correspondence", "Appearance Description", "Temporal Description", "Hallucination Detection"]
 ABBREVIATIONS = {"SC": DIMENSIONS[0], "AD": DIMENSIONS[1], "TD": DIMENSIONS[2], "HD": DIMENSIONS[3]}
@@ -168,10 +168,7 @@ def judge_predictions(predictions: list[dict], output: str, client: JudgeClient,
         futures = {pool.submit(client.judge, p["caption"], p["pred"]): p for p in todo}
         for future in as_completed(futures):  # only this thread writes, so lines never interleave
             prediction = futures[future]
-            try:
-                verdict = future.result()
-            except Exception as err:  # a bug in our own code: record it rather than lose the item
-                verdict = {"error": f"{type(err).__name__}: {err}", "attempts": 0}
+            verdict = future.result()  # judge() turns failed calls into {"error": ...}; anything else is a bug
             record = {"id": prediction["id"], "video": prediction.get("video"), "caption": prediction["caption"],
                       "pred": prediction["pred"], "judge_model": client.model, **verdict}
             if "scores" in verdict:

@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench.judge import DIMENSIONS
+from videorefer.testing.http_server import serve
 
 MODEL_NAME = "local-test-judge"
 STOPWORDS = frozenset(
@@ -109,21 +107,6 @@ class _Handler(BaseHTTPRequestHandler):
 def local_judge(port: int = 0):
     """Serve the test judge on 127.0.0.1 in a background thread; yields its base URL (``http://127.0.0.1:P/v1``)."""
     return serve(_Handler, port)
-
-
-@contextmanager
-def serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[str]:
-    """Serve `handler` on 127.0.0.1 (port 0: a free one) in a background thread; yields `http://127.0.0.1:P/v1`."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def main(argv: list[str] | None = None) -> None:

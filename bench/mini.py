@@ -7,11 +7,12 @@ Usage::
         [--videos 6] [--modes single multi] [--num-frames 8] [--max-new-tokens N] [--seed 0]
 
 It writes, in the official formats, ``OUT_DIR/VideoRefer-Bench-Q.json`` and ``OUT_DIR/VideoRefer-Bench-D.json`` built
-from held-out videos of the synthetic moving-shapes task (``train.synthetic``) and from ``examples/bigbuckbunny.mp4``
-with its saved regions; answers them with the real runners (``bench.bench_q`` / ``bench.bench_d``) and the real model
-path (``videorefer.VideoRefer``: its processor and object encoder); scores Bench-Q with the official rules; judges
-Bench-D through the real judge client over HTTP against ``bench.local_judge``, a local word-overlap TEST judge
-whose scores mean nothing about quality; and prints both tables. Rerunning the same command resumes.
+from held-out videos of the synthetic moving-shapes task (``videorefer.data.synthetic``) and from
+``examples/bigbuckbunny.mp4`` with its saved regions; answers them with the real runners (``bench.bench_q`` /
+``bench.bench_d``) and the real model path (``videorefer.VideoRefer``: its processor and object encoder); scores
+Bench-Q with the official rules; judges Bench-D through the real judge client over HTTP against ``bench.local_judge``,
+a local word-overlap TEST judge whose scores mean nothing about quality; and prints both tables. Rerunning the same
+command resumes.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import time
 from pathlib import Path
 
 from bench import bench_d, bench_q
-from bench.common import OFFICIAL_NUM_FRAMES, VideoReferAnswerFn, read_jsonl
+from bench.common import OFFICIAL_NUM_FRAMES, VideoReferAnswerFn
 from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
+from videorefer.data.jsonl import read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VIDEO = REPO_ROOT / "examples" / "bigbuckbunny.mp4"
@@ -79,7 +81,7 @@ def example_items(out_dir: Path) -> tuple[list[dict], list[dict]]:
 
 def build_mini_bench(out_dir: Path, videos: int, seed: int) -> tuple[Path, Path]:
     """Write ``VideoRefer-Bench-Q.json`` and ``VideoRefer-Bench-D.json`` (videos relative to ``out_dir``)."""
-    from train.synthetic import generate
+    from videorefer.data.synthetic import generate
 
     synthetic = out_dir / "synthetic"
     generate(synthetic, n_train=0, n_heldout=videos, seed=seed)
@@ -149,7 +151,7 @@ def run_mini(out_dir: str | Path, model: str | None = None, tiny: bool = False, 
         for mode in modes:
             preds, scores = out_dir / f"preds_d_{mode}.jsonl", out_dir / f"scores_d_{mode}.jsonl"
             bench_d.run_bench_d(d_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames)
-            counts = judge_predictions(bench_d.read_predictions([str(preds)]), str(scores), client, workers=2)
+            counts = judge_predictions(bench_d.latest_predictions([str(preds)]), str(scores), client, workers=2)
             if counts["errors"]:
                 raise RuntimeError(f"the local judge failed on {counts['errors']} item(s); see {scores}")
             summary = bench_d.summarize(read_jsonl(scores))

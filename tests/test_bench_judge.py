@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_d import PROMPT, format_table, summarize
-from bench.common import read_jsonl
+from videorefer.data.jsonl import read_jsonl
 from bench.judge import DIMENSIONS, JudgeClient, extract_scores, judge_predictions
 
 REPO = Path(__file__).resolve().parents[1]

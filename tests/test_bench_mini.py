@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bench import bench_d, bench_q
-from bench.common import VideoReferAnswerFn, annotation_to_model_objects, read_jsonl
+from bench.common import VideoReferAnswerFn, annotation_to_model_objects
+from videorefer.data.jsonl import read_jsonl
 from bench.judge import DIMENSIONS, JudgeClient
 from bench.local_judge import local_judge, overlap_scores
 from bench.mini import main as mini_main

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import JsonlWriter, parse_shard, read_jsonl, restrict_annotation, shard_items, shard_output_path
+from bench.common import restrict_annotation
+from videorefer.data.jsonl import JsonlWriter, read_jsonl
+from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -97,7 +97,7 @@ def models(tmp_path_factory, tiny_checkpoint) -> dict:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
-    from train.synthetic import write_video
+    from videorefer.data.synthetic import write_video
 
     root = tmp_path_factory.mktemp("engine-videos")
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ from train.data_engine.config import config_from_dict, load_config
 from train.data_engine.inputs import load_inputs
 from train.data_engine.structured import ask_json, parse_json_reply
 from train.data_engine.testing import scripted_server
-from videorefer.llm_client import ChatClient, ChatError
+from videorefer.data.chat_client import ChatClient, ChatError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,7 +258,7 @@ def test_shards_write_their_own_files_and_merge(tmp_path):
         llm = {"backend": "endpoint", "url": url, "model": "m", "backoff": 0}
         config = config_from_dict({"analyzer": llm, "annotator": llm, "reviewer": {"llm": llm},
                                    "refiner": {"llm": llm}, "batch_size": 2})
-        from bench.common import shard_items
+        from videorefer.data.sharding import shard_items
 
         for i in range(2):
             Engine(config, str(tmp_path / "out"), (i, 2), progress=False).run(shard_items(items, i, 2), ("analyze",))

@@ -1,4 +1,4 @@
-"""Tests for train.synthetic: determinism, masks vs decoded pixels, answers vs geometry, balance and JSON formats."""
+"""Tests for videorefer.data.synthetic: determinism, masks vs decoded pixels, answers vs geometry, balance and JSON formats."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from train import synthetic
-from train.synthetic import COLOURS, FAMILIES, chance_levels, generate
+from videorefer.data import synthetic
+from videorefer.data.synthetic import COLOURS, FAMILIES, chance_levels, generate
 
 N_TRAIN, N_HELDOUT = 24, 8
 BENCH_Q_TYPES = {"Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",

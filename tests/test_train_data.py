@@ -84,7 +84,7 @@ def test_loads_rle_polygon_null_and_frame_folders(processor, frame_folder):
 
 
 def test_video_files_and_json_files(processor, tmp_path):
-    from train.synthetic import write_video
+    from videorefer.data.synthetic import write_video
 
     frames = np.stack([np.full((H, W, 3), 10 * t, np.uint8) for t in range(T)])
     write_video(frames, tmp_path / "clip.mp4", as_folder=False)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from train import synthetic
+from videorefer.data import synthetic
 from train.checkpoints import REGION_ENCODER_FILE, load_region_encoder
 from train.train import load_config, run
 from videorefer import VideoRefer

@@ -3,8 +3,8 @@
     python -m train.run_synthetic [--out /tmp/videorefer-synthetic] [--train 800] [--heldout 50] [--epochs N (config: 6)]
 
 1. builds the tiny random VideoRefer (`videorefer.testing.tiny_model`; 112 px frames, so the patch grid is 8x8);
-2. writes the synthetic task (`train.synthetic`: moving coloured shapes, questions whose answer depends on which
-   object is masked) in the VideoRefer-700K format;
+2. writes the synthetic task (`videorefer.data.synthetic`: moving coloured shapes, questions whose answer depends on
+   which object is masked) in the VideoRefer-700K format;
 3. trains it with `train/configs/synthetic_tiny.yaml` through `train.train` (the same dataset, collator and Trainer
    as real runs);
 4. answers every held-out question (unseen videos) with greedy decoding through `VideoRefer.ask`, the inference
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from train import synthetic
+    from videorefer.data import synthetic
     from train.train import load_config, run
     from videorefer.testing.tiny_model import build_tiny_videorefer
 

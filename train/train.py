@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import torch
 import yaml
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from train.checkpoints import (
@@ -34,6 +34,7 @@ from train.checkpoints import (
 )
 from train.data import VideoReferCollator, VideoReferDataset
 from videorefer.api import load_model_and_processor
+from videorefer.compat.trainer import PartialCheckpointTrainer
 
 logger = logging.getLogger("train")
 
@@ -179,24 +180,25 @@ def trainable_summary(model: torch.nn.Module) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- trainer
-class VideoReferTrainer(Trainer):
+class VideoReferTrainer(PartialCheckpointTrainer):
     """`Trainer` whose stage-1 checkpoints and final output hold only the object encoder (`region_encoder.bin`)."""
 
     def __init__(self, *args: Any, encoder_only: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.encoder_only = encoder_only
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+    def save_model_files(self, output_dir: str, state_dict: dict | None) -> bool:
         if not self.encoder_only:
-            return super()._save(output_dir, state_dict)
+            return False
         if self.args.should_save:
-            save_region_encoder(output_dir or self.args.output_dir, self.model, state_dict)
+            save_region_encoder(output_dir, self.model, state_dict)
+        return True
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
-        if self.encoder_only and os.path.isfile(os.path.join(resume_from_checkpoint, REGION_ENCODER_FILE)):
-            load_region_encoder(model if model is not None else self.model, resume_from_checkpoint)
-            return
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+    def load_model_files(self, folder: str, model: torch.nn.Module) -> bool:
+        if not (self.encoder_only and os.path.isfile(os.path.join(folder, REGION_ENCODER_FILE))):
+            return False
+        load_region_encoder(model, folder)
+        return True
 
 
 def resume_checkpoint(config: dict[str, Any]) -> str | None:

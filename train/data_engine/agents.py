@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from videorefer.llm_client import image_data_url
+from videorefer.data.chat_client import image_data_url
 
 from .structured import require_dict, require_text
 

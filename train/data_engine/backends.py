@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from videorefer.llm_client import ChatClient, ChatError
+from videorefer.data.chat_client import ChatClient, ChatError
 
 from .config import BackendConfig
 

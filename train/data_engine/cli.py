@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.common import parse_shard, shard_items
+from videorefer.data.sharding import parse_shard, shard_items
 
 from .config import load_config
 from .inputs import load_inputs

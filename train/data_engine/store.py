@@ -1,15 +1,16 @@
 """Per-stage results on disk: `OUT/<stage>.jsonl` (or `OUT/<stage>.shard<i>of<n>.jsonl`), one line per video.
 
-Lines are appended and forced to disk as each video finishes (`bench.common.JsonlWriter`), so a killed run loses at
-most the video in progress; a truncated last line is ignored on reading and cut off before appending. Readers merge
-every shard's file of a stage; a later line for the same video supersedes an earlier one (e.g. `--retry-failed`).
+Lines are appended and forced to disk as each video finishes (`videorefer.data.jsonl.JsonlWriter`), so a killed run
+loses at most the video in progress; a truncated last line is ignored on reading and cut off before appending. Readers
+merge every shard's file of a stage; a later line for the same video supersedes an earlier one (e.g. `--retry-failed`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.common import JsonlWriter, read_jsonl, shard_output_path
+from videorefer.data.jsonl import JsonlWriter, read_jsonl
+from videorefer.data.sharding import shard_output_path
 
 __all__ = ["STAGES", "StageStore"]
 

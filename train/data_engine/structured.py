@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from videorefer.llm_client import ChatError
+from videorefer.data.chat_client import ChatError
 
 from .backends import ChatBackend
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 
-from bench.local_judge import serve
+from videorefer.testing.http_server import serve
 
 __all__ = ["build_tiny_grounding_dino", "build_tiny_vlm", "scripted_server", "Reply"]
 

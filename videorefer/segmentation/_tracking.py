@@ -1,5 +1,5 @@
 """One object's SAM 2 memory over a *timeline* (the sorted raw frames it is tracked on), on top of transformers'
-`Sam2VideoInferenceSession`.
+`Sam2VideoInferenceSession` (set up through `videorefer.compat.sam2`, which owns the stand-in attributes).
 
 Why one inference session per object: SAM 2 tracks every object with its own memory bank, so an object's masks
 depend only on its own prompts and timeline. Keeping them apart lets a session re-track just the object whose prompt
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..compat.sam2 import timeline_session
 from .prompts import FramePrompt
 
 if TYPE_CHECKING:
@@ -106,13 +107,8 @@ class ObjectTracker:
         self.position = {raw: pos for pos, raw in enumerate(timeline)}
         self.start = min(prompts)  # tracking runs forward and backward from the first prompted frame
         self.height, self.width = frames.shape[1:3]
-        session = segmenter.processor.init_video_session(
-            video=None, inference_device=segmenter.device, video_storage_device="cpu", dtype=torch.float32
-        )
-        session.video_height, session.video_width = self.height, self.width
-        session.processed_frames = _TimelineFrames(segmenter, frames, timeline)
-        session.cache = _TimelineCache(store, timeline)
-        self.session = session
+        self.session = timeline_session(segmenter.processor, segmenter.device, self.height, self.width,
+                                        _TimelineFrames(segmenter, frames, timeline), _TimelineCache(store, timeline))
 
     def condition(self, raw: int) -> np.ndarray:
         """Run the prompted frame `raw` as a conditioning frame (no memory needed); return its bool mask (H, W)."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..compat.sam2 import image_model_sharing
 from .prompts import FramePrompt, prompt_from_dict
 
 DEFAULT_SAM2_CHECKPOINT = "facebook/sam2.1-hiera-large"
@@ -103,30 +104,7 @@ class Sam2Segmenter:
         needs the image model's forward, which accepts masks as dense prompts.
         """
         if self._image_model is None:
-            from transformers import Sam2Config, Sam2Model
-
-            vconf = self.model.config
-
-            def sub(cfg) -> dict:
-                return {k: v for k, v in cfg.to_dict().items() if k not in ("model_type", "transformers_version")}
-
-            config = Sam2Config(
-                vision_config=vconf.vision_config,
-                prompt_encoder_config=sub(vconf.prompt_encoder_config),
-                mask_decoder_config=sub(vconf.mask_decoder_config),
-                initializer_range=vconf.initializer_range,
-            )
-            config._attn_implementation = vconf._attn_implementation
-            with torch.device("meta"):  # build the shell without allocating, then plug in the shared modules
-                image_model = Sam2Model(config)
-            for name in ("shared_image_embedding", "vision_encoder", "prompt_encoder", "mask_decoder"):
-                setattr(image_model, name, getattr(self.model, name))
-            image_model.no_memory_embedding = self.model.no_memory_embedding
-            tensors = list(image_model.named_parameters()) + list(image_model.named_buffers())
-            leftovers = [name for name, t in tensors if t.is_meta]
-            if leftovers:
-                raise RuntimeError(f"could not share SAM 2 weights with the image model: {leftovers[:5]}")
-            self._image_model = image_model.eval()
+            self._image_model = image_model_sharing(self.model)
         return self._image_model
 
     # --------------------------------------------------------------------------------------------------- images

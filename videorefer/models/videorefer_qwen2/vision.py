@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
+from ...compat.siglip import check_supported, run_encoder_layers
 from .configuration import VideoReferQwen2Config
 
 __all__ = ["VisionTower", "resolve_vision_config", "resolve_vision_path", "KNOWN_VISION_TOWERS"]
@@ -79,6 +80,7 @@ class VisionTower(nn.Module):
 
     def __init__(self, config: VideoReferQwen2Config):
         super().__init__()
+        check_supported()  # the forward runs SigLIP's layers itself
         if config.vision_config is None:
             raise ValueError("config.vision_config is not set; load the model with from_pretrained or set it")
         # An extra `vision_model` level keeps the official key names (`vision_tower.vision_model.*`): transformers 5
@@ -102,8 +104,4 @@ class VisionTower(nn.Module):
         model = self.vision_tower.vision_model
         dtype = model.embeddings.patch_embedding.weight.dtype
         hidden = model.embeddings(pixel_values.to(dtype))
-        for layer in model.encoder.layers[: self.num_layers_used]:
-            hidden = layer(hidden, None)
-            if isinstance(hidden, tuple):
-                hidden = hidden[0]
-        return hidden
+        return run_encoder_layers(model.encoder.layers[: self.num_layers_used], hidden)

@@ -1,9 +1,9 @@
 """A minimal OpenAI-compatible chat client (`POST {url}/chat/completions`) shared by the project's LLM callers.
 
-Same HTTP semantics as `bench.judge.JudgeClient` (which it generalises): one call returns the reply text or raises
+One call returns the reply text or raises
 `ChatError`, whose `retryable` says whether another attempt may help (timeouts, connection errors, 408/409/429/5xx,
 malformed bodies) or not (other 4xx: a bad key, an unknown model). Retrying and validating replies is the caller's job,
-because only the caller knows what a usable reply is.
+because only the caller knows what a usable reply is (`bench.judge.JudgeClient` and the data engine's backends do).
 
 Messages use OpenAI's format; images go as data URLs (`image_data_url`). The API key is read from an environment
 variable named in the config (never stored in config files).

@@ -27,7 +27,7 @@ From the held-out videos the CLI also writes a mini benchmark in the official Vi
 multiple-choice items (``<objectK><region>`` tags; types "Basic Questions", "Sequential Questions", "Relationship
 Questions", "Future Predictions") and Bench-D captions.
 
-Usage: ``python -m train.synthetic OUT_DIR --train 400 --heldout 100 --seed 0 [--size 64 --frames 8]``
+Usage: ``python -m videorefer.data.synthetic OUT_DIR --train 400 --heldout 100 --seed 0 [--size 64 --frames 8]``
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def mask_cell_features(
     if len(mask_grids) != grid_thw.shape[0]:
         raise ValueError(f"{len(mask_grids)} mask grids for {grid_thw.shape[0]} crops: need one mask per crop")
     sizes = (grid_thw[:, 1] * grid_thw[:, 2]).tolist()
-    if sum(sizes) * int(grid_thw[:, 0].max(initial=1)) != features.shape[0] or (grid_thw[:, 0] != 1).any():
+    if sum(sizes) != features.shape[0] or (grid_thw[:, 0] != 1).any():
         raise ValueError(f"crop grids {grid_thw.tolist()} do not describe the {features.shape[0]} crop features")
     # The official pooling runs in float32 whatever the model dtype.
     features = features.float()

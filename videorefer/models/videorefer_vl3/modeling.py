@@ -16,6 +16,7 @@ Visual inputs (all produced by the VL3 processor; a batch is the concatenation o
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -340,7 +341,10 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             **_given(pixel_values=pixel_values, grid_thw=grid_thw, merge_sizes=merge_sizes,
                      frames_per_sample=frames_per_sample, region_inputs=region_inputs),
         )
-        return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+        with warnings.catch_warnings():
+            # As in the official code: the prompt enters as embeddings, so the penalty sees only the new tokens.
+            warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
+            return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
 
 
 def _given(**inputs) -> dict:

@@ -21,7 +21,7 @@ from .inputs import VL3RegionInputs
 from .modeling import VideoReferVL3ForCausalLM
 from .region_encoder import default_kmeans_generator
 
-__all__ = ["run_model_parity", "fixture_model_inputs", "LOGITS_TOLERANCE"]
+__all__ = ["run_model_parity", "fixture_model_inputs", "report_lines", "LOGITS_TOLERANCE"]
 
 LOGITS_TOLERANCE = 1e-4
 
@@ -69,6 +69,9 @@ def run_model_parity(folder: str | Path, attn_implementation: str = "eager") -> 
     `greedy_ids` / `official_ids`, `kmeans_init_match`, and `ok` (logits within 1e-4, ids identical, pruning mask,
     token counts and k-means draws identical)."""
     folder = Path(folder)
+    for name in ("inputs.safetensors", "outputs.safetensors", "io.json", "config.json"):
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder} is not a parity folder: {name} is missing")
     expected = load_file(folder / "outputs.safetensors")
     io = json.loads((folder / "io.json").read_text())
     model = VideoReferVL3ForCausalLM.from_pretrained(folder, attn_implementation=attn_implementation, dtype=torch.float32)
@@ -130,3 +133,19 @@ def run_model_parity(folder: str | Path, attn_implementation: str = "eager") -> 
         ids_match=ids_match,
         attn_implementation=attn_implementation,
     )
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """A model parity report as the CLI prints it."""
+    lines = [f"{name + ' max |diff|:':40s} {value:.3e}" for name, value in report["max_abs_diff"].items()]
+    lines += [
+        f"{'frame pruning keep mask match:':40s} {report['token_keep_match']}",
+        f"{'pruned attention mask match:':40s} {report['attention_mask_match']}",
+        f"{'region tokens per mask match:':40s} {report['region_token_counts_match']}",
+        f"{'k-means initial draws match:':40s} {report['kmeans_init_match']}",
+        f"{'logits tolerance:':40s} {LOGITS_TOLERANCE:g} ({report['attn_implementation']} attention)",
+        f"{'greedy ids match:':40s} {report['ids_match']} (ours {report['greedy_ids']}, "
+        f"official {report['official_ids']})",
+        f"MODEL PARITY {'OK' if report['ok'] else 'FAILED'}",
+    ]
+    return lines

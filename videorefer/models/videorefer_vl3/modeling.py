@@ -101,6 +101,8 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             }
             config = VideoReferVL3Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
         resolve_vision_config(config, pretrained_model_name_or_path)
+        if kwargs.get("attn_implementation") is None and _flash_attention_fits(kwargs.get("dtype")):
+            kwargs["attn_implementation"] = "flash_attention_2"
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
         greedy_generation_config(model.generation_config, model.config)
         return model
@@ -345,6 +347,17 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             # As in the official code: the prompt enters as embeddings, so the penalty sees only the new tokens.
             warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
             return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _flash_attention_fits(dtype) -> bool:
+    """Flash-attention by default when it is installed with a CUDA device and the weights are half precision (the
+    official models' setting); otherwise transformers' default (SDPA) applies. An explicit `attn_implementation`
+    always wins."""
+    if dtype not in (torch.float16, torch.bfloat16, "float16", "bfloat16"):
+        return False
+    from transformers.utils import is_flash_attn_2_available
+
+    return is_flash_attn_2_available()
 
 
 def _given(**inputs) -> dict:

@@ -83,3 +83,15 @@ def test_unsupported_settings_are_refused():
     config = VideoReferVL3Config(vision_encoder="no/such-encoder")
     with pytest.raises(ValueError, match="no/such-encoder"):
         resolve_vision_config(config)
+
+
+def test_token_ids_come_from_the_tokenizer_when_the_config_lacks_them(tmp_path):
+    import shutil
+
+    folder = tmp_path / "no-ids"
+    shutil.copytree(VL3_TINY, folder)
+    saved = json.loads((folder / "config.json").read_text())
+    del saved["image_token_index"], saved["region_token_index"]
+    (folder / "config.json").write_text(json.dumps(saved))
+    model = VideoReferVL3ForCausalLM.from_pretrained(folder)
+    assert (model.config.image_token_index, model.config.region_token_index) == (406, 409)

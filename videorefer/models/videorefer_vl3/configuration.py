@@ -23,6 +23,7 @@ __all__ = [
     "KNOWN_ENCODER_PREPROCESSORS",
     "resolve_vision_path",
     "resolve_vision_config",
+    "resolve_token_ids",
     "VL3_IMAGE_TOKEN",
     "VL3_REGION_TOKEN",
 ]
@@ -191,6 +192,27 @@ def resolve_vision_config(config: VideoReferVL3Config, checkpoint: str | os.Path
     vision_config._attn_implementation = config._attn_implementation
     config.vision_config = vision_config
     config._check_supported()
+
+
+def resolve_token_ids(config: VideoReferVL3Config, checkpoint: str | os.PathLike | None) -> None:
+    """Fill `image_token_index` / `region_token_index` in from the checkpoint's tokenizer files when the config lacks
+    them (the official loader takes them from the tokenizer at run time). Reads `added_tokens.json` or the added tokens
+    of `tokenizer.json`; leaves them unset when neither names the token."""
+    if config.image_token_index is not None and config.region_token_index is not None:
+        return
+    if checkpoint is None or not os.path.isdir(checkpoint):
+        return
+    folder = Path(checkpoint)
+    added: dict[str, int] = {}
+    if (folder / "tokenizer.json").is_file():
+        tokens = json.loads((folder / "tokenizer.json").read_text()).get("added_tokens", [])
+        added.update({token["content"]: int(token["id"]) for token in tokens})
+    if (folder / "added_tokens.json").is_file():
+        added.update(json.loads((folder / "added_tokens.json").read_text()))
+    if config.image_token_index is None:
+        config.image_token_index = added.get(VL3_IMAGE_TOKEN)
+    if config.region_token_index is None:
+        config.region_token_index = added.get(VL3_REGION_TOKEN)
 
 
 AutoConfig.register(VideoReferVL3Config.model_type, VideoReferVL3Config, exist_ok=True)

@@ -27,7 +27,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
 from ...prompts import IGNORE_LABEL
-from .configuration import VideoReferVL3Config, resolve_vision_config
+from .configuration import VideoReferVL3Config, resolve_token_ids, resolve_vision_config
 from .frame_pruning import frame_pruning
 from .region_encoder import RegionEncoder, mask_cell_features, pool_region_tokens
 from .vision import VisionEncoder, build_projector, spatial_downsample
@@ -101,6 +101,7 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             }
             config = VideoReferVL3Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
         resolve_vision_config(config, pretrained_model_name_or_path)
+        resolve_token_ids(config, pretrained_model_name_or_path)
         if kwargs.get("attn_implementation") is None and _flash_attention_fits(kwargs.get("dtype")):
             kwargs["attn_implementation"] = "flash_attention_2"
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
@@ -230,9 +231,10 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
         """
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-        device = input_ids.device
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        device = self.get_input_embeddings().weight.device
+        input_ids = input_ids.to(device)
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
+        labels = labels.to(device) if labels is not None else None
         is_image = input_ids == self._token_id("image_token_index")
         is_region = input_ids == self._token_id("region_token_index")
         for kind, found, expected in (
@@ -250,8 +252,9 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
                 )
         embeds = self.get_input_embeddings()(input_ids.masked_fill(is_image | is_region, 0))
         embeds = embeds.clone()
-        embeds[is_image] = visual.video_tokens.to(embeds.dtype)
-        embeds[is_region] = visual.region_tokens.to(embeds.dtype)
+        # The vision side may sit on another device than the embeddings (device_map="auto").
+        embeds[is_image] = visual.video_tokens.to(embeds.device, embeds.dtype)
+        embeds[is_region] = visual.region_tokens.to(embeds.device, embeds.dtype)
         keep = ~is_image
         keep[is_image] = visual.token_keep.to(device)
         lengths = keep.sum(1)

@@ -123,11 +123,11 @@ def test_pooling_and_batched_kmeans_match_the_loop_version(seed):
     features, grid_thw, masks = random_crops(seed)
     cells, counts = mask_cell_features(features, grid_thw, masks)
     assert (counts > 10).sum() >= 2 and (counts <= 10).any()
-    pooled, per_mask, inputs = pool_region_tokens(cells, counts, generator=default_kmeans_generator(seed))
+    pooled, per_mask, inputs, init = pool_region_tokens(cells, counts, generator=default_kmeans_generator(seed))
     expected = loop_region_pooling(list(torch.split(cells, counts.tolist())), 10, 20, default_kmeans_generator(seed))
     assert per_mask.tolist() == [e.shape[0] for e in expected]
     assert torch.allclose(pooled, torch.cat(expected), atol=1e-5)
-    assert len(inputs) == int((counts > 10).sum())
+    assert len(inputs) == int((counts > 10).sum()) == init.shape[0]
 
 
 def test_kmeans_stops_at_the_iteration_limit_like_the_loop_version():

@@ -193,10 +193,12 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
         cells, counts = mask_cell_features(
             crop_features, grid_thw, list(region_inputs.mask_grids), lambda k: self._describe_mask(region_inputs, k)
         )
-        pooled, per_mask, kmeans_inputs = pool_region_tokens(cells, counts, generator=generator, mask_sample=mask_sample)
+        pooled, per_mask, kmeans_inputs, kmeans_init = pool_region_tokens(
+            cells, counts, generator=generator, mask_sample=mask_sample
+        )
         region_tokens = inner.region_encoder(pooled.to(dtype))
         per_sample = torch.zeros(batch, dtype=torch.long, device=device).index_add_(0, mask_sample, per_mask)
-        extras.update(crop_features=crop_features, kmeans_inputs=kmeans_inputs, pooled=pooled)
+        extras.update(crop_features=crop_features, kmeans_inputs=kmeans_inputs, kmeans_init=kmeans_init, pooled=pooled)
         return region_tokens, per_mask, per_sample
 
     @staticmethod

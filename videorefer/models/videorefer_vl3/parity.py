@@ -99,10 +99,11 @@ def run_model_parity(folder: str | Path, attn_implementation: str = "eager") -> 
     diffs["kmeans_tokens"] = max(
         [_max_diff(x, expected[f"kmeans_tokens.{j}"]) for j, x in enumerate(kmeans_inputs)] or [0.0]
     )
-    # Replay the draws: a generator seeded like the official run gives its randperm indices, call after call.
-    replay = default_kmeans_generator(seed)
-    drawn = [torch.randperm(call["n"], generator=replay)[: len(call["init_index"])].tolist() for call in calls]
-    kmeans_init_match = drawn == [call["init_index"] for call in calls] and len(kmeans_inputs) == len(calls)
+    # The initial centroids our k-means drew (generator seeded like the official run) against the official draws.
+    drawn = extras["kmeans_init"].tolist()
+    kmeans_init_match = drawn == [call["init_index"] for call in calls] and [x.shape[0] for x in kmeans_inputs] == [
+        call["n"] for call in calls
+    ]
     per_mask = [expected[f"region_pooled.{k}"].shape[0] for k in range(len(features.region_tokens_per_mask))]
     counts_match = features.region_tokens_per_mask.tolist() == per_mask
 

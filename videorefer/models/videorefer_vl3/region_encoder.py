@@ -151,12 +151,12 @@ def pool_region_tokens(
     generator: torch.Generator | None = None,
     iterations: int = KMEANS_ITERATIONS,
     mask_sample: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """Per mask: its cell features if at most `max_tokens`, else `max_tokens` k-means centroids.
 
     `cell_features (T, C)` mask after mask, `counts (K,)`. Returns the pooled features `(R, C)` mask after mask,
-    tokens per mask `(K,)` = min(count, max_tokens), and the k-means inputs (one `(n, C)` per reduced mask; for tests
-    and the parity tool).
+    tokens per mask `(K,)` = min(count, max_tokens), and for tests and the parity tool the k-means inputs (one
+    `(n, C)` per reduced mask) and initial indices `(reduced masks, max_tokens)`.
 
     With `generator=None`, each sample (`mask_sample (K,)`: the sample of each mask) draws from its own generator
     seeded `DEFAULT_KMEANS_SEED`, so a sample's tokens do not depend on the other samples of its batch; a given
@@ -175,6 +175,7 @@ def pool_region_tokens(
     kept_cells = counts[mask_of_cell] <= max_tokens
     pooled[out_starts[mask_of_cell[kept_cells]] + position[kept_cells]] = cell_features[kept_cells]
     kmeans_inputs: list[torch.Tensor] = []
+    kmeans_init = torch.zeros((0, max_tokens), dtype=torch.long, device=device)
     if len(reduced):
         rank = torch.full((len(counts),), -1, dtype=torch.long, device=device)
         rank[reduced] = torch.arange(len(reduced), device=device)
@@ -186,8 +187,8 @@ def pool_region_tokens(
             samples = mask_sample[reduced].tolist() if mask_sample is not None else [0] * len(reduced)
             per_sample = {s: default_kmeans_generator() for s in set(samples)}
             generators = [per_sample[s] for s in samples]
-        centroids, _ = kmeans(padded, counts[reduced], max_tokens, iterations, generators)
+        centroids, kmeans_init = kmeans(padded, counts[reduced], max_tokens, iterations, generators)
         rows = out_starts[reduced][:, None] + torch.arange(max_tokens, device=device)
         pooled[rows.flatten()] = centroids.flatten(0, 1)
         kmeans_inputs = list(torch.split(cell_features[in_reduced], counts[reduced].tolist()))
-    return pooled, tokens_per_mask, kmeans_inputs
+    return pooled, tokens_per_mask, kmeans_inputs, kmeans_init

@@ -43,7 +43,9 @@ def loop_frame_pruning(
     return keep
 
 
-def loop_mask_cells(features: torch.Tensor, grid_thw: torch.Tensor, mask_grids: list[torch.Tensor]) -> list[torch.Tensor]:
+def loop_mask_cells(
+    features: torch.Tensor, grid_thw: torch.Tensor, mask_grids: list[torch.Tensor]
+) -> list[torch.Tensor]:
     """Per mask: the crop's feature vectors at the mask's cells, row-major (features resized to the mask grid first
     when the sizes differ)."""
     out = []
@@ -107,7 +109,8 @@ def loop_region_encoder(model, region_inputs, generator: torch.Generator) -> tor
     row = 0
     for k, mask in enumerate(region_inputs.mask_grids):
         size = int(grid_thw[k].prod())
-        features = encoder(pixels[row : row + size], grid_thw[k : k + 1], torch.ones(1, dtype=torch.long, device=device))
+        one = torch.ones(1, dtype=torch.long, device=device)
+        features = encoder(pixels[row : row + size], grid_thw[k : k + 1], one)
         row += size
         cells = loop_mask_cells(features, grid_thw[k : k + 1], [mask.to(device)])
         pooled.extend(loop_region_pooling(cells, 10, 20, generator))

@@ -98,7 +98,9 @@ def tiny_vl3_config(vocab_size: int, **overrides) -> VideoReferVL3Config:
     return VideoReferVL3Config(**settings)
 
 
-def build_tiny_vl3(folder: str | os.PathLike, seed: int = 0, repetition_penalty: float = 1.05, **config_overrides) -> Path:
+def build_tiny_vl3(
+    folder: str | os.PathLike, seed: int = 0, repetition_penalty: float = 1.05, **config_overrides
+) -> Path:
     """Write a random tiny VL3 checkpoint in the official layout to `folder` and return its path."""
     folder = Path(folder)
     tokenizer = build_tiny_vl3_tokenizer()
@@ -131,7 +133,9 @@ def build_tiny_vl3(folder: str | os.PathLike, seed: int = 0, repetition_penalty:
     encoder_config = {key: vision[key] for key in KNOWN_VISION_ENCODERS["DAMO-NLP-SG/VL3-SigLIP-NaViT"]}
     encoder_config.update(model_type="damovl", architectures=["DAMOVLVisionModel"], spatial_merge_size=2)
     (encoder / "config.json").write_text(json.dumps(encoder_config, indent=2))
-    preprocessor = dict(KNOWN_ENCODER_PREPROCESSORS["DAMO-NLP-SG/VL3-SigLIP-NaViT"], image_processor_type="DAMOVLImageProcessor")
+    preprocessor = dict(
+        KNOWN_ENCODER_PREPROCESSORS["DAMO-NLP-SG/VL3-SigLIP-NaViT"], image_processor_type="DAMOVLImageProcessor"
+    )
     (encoder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     prefix = "model.vision_encoder.vision_encoder."
     weights = {k[len(prefix):]: v.contiguous() for k, v in model.state_dict().items() if k.startswith(prefix)}

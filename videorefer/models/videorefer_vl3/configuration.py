@@ -119,7 +119,8 @@ class VideoReferVL3Config(Qwen2Config):
     def _check_supported(self) -> None:
         if self.mm_projector_type not in SUPPORTED_PROJECTORS:
             raise ValueError(
-                f"mm_projector_type {self.mm_projector_type!r} is not supported (only {', '.join(SUPPORTED_PROJECTORS)})"
+                f"mm_projector_type {self.mm_projector_type!r} is not supported "
+                f"(only {', '.join(SUPPORTED_PROJECTORS)})"
             )
         if not self.use_token_compression:
             raise ValueError(

@@ -51,7 +51,9 @@ def frame_pruning(
         )
     patches = grid_thw.prod(-1)
     if int(patches.sum()) != pixel_values.shape[0]:
-        raise ValueError(f"grid_thw describes {int(patches.sum())} patches but pixel_values has {pixel_values.shape[0]}")
+        raise ValueError(
+            f"grid_thw describes {int(patches.sum())} patches but pixel_values has {pixel_values.shape[0]}"
+        )
     tokens = torch.div(patches, merge_sizes**2, rounding_mode="floor")
     patch_start = torch.cumsum(patches, 0) - patches
     token_start = torch.cumsum(tokens, 0) - tokens

@@ -148,15 +148,16 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             pruning = frame_pruning(pixel_values, grid_thw, merge_sizes, frames_per_sample)
             tokens_per_frame = grid_thw.prod(-1) // merge_sizes**2
             sample_of_frame = torch.repeat_interleave(torch.arange(batch, device=device), frames_per_sample)
-            per_sample = torch.zeros(batch, dtype=torch.long, device=device).index_add_(0, sample_of_frame, tokens_per_frame)
+            per_sample = torch.zeros(batch, dtype=torch.long, device=device)
+            per_sample.index_add_(0, sample_of_frame, tokens_per_frame)
             extras.update(vision_features=features, downsampled=downsampled, pixel_difference=pruning.difference)
             keep = pruning.keep
         else:
             video_tokens = torch.zeros((0, self.config.hidden_size), device=device, dtype=encoder.dtype)
             keep = torch.zeros(0, dtype=torch.bool, device=device)
             per_sample = torch.zeros(batch, dtype=torch.long, device=device)
-        region_tokens, per_mask, region_per_sample = self._encode_regions(region_inputs, batch, kmeans_generator, extras)
-        return VL3VisualFeatures(video_tokens, keep, per_sample, region_tokens, per_mask, region_per_sample, extras)
+        regions, per_mask, regions_per_sample = self._encode_regions(region_inputs, batch, kmeans_generator, extras)
+        return VL3VisualFeatures(video_tokens, keep, per_sample, regions, per_mask, regions_per_sample, extras)
 
     @staticmethod
     def _batch_size(frames_per_sample, region_inputs) -> int:
@@ -244,7 +245,9 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             ("<REGION>", is_region.sum(1), visual.region_tokens_per_sample.to(device)),
         ):
             if found.shape != expected.shape:
-                raise ValueError(f"the visual inputs describe {expected.numel()} samples, input_ids has {found.numel()}")
+                raise ValueError(
+                    f"the visual inputs describe {expected.numel()} samples, input_ids has {found.numel()}"
+                )
             bad = torch.nonzero(found != expected)[:, 0].tolist()
             if bad:
                 i = bad[0]

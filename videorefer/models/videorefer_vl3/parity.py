@@ -74,7 +74,9 @@ def run_model_parity(folder: str | Path, attn_implementation: str = "eager") -> 
             raise ValueError(f"{folder} is not a parity folder: {name} is missing")
     expected = load_file(folder / "outputs.safetensors")
     io = json.loads((folder / "io.json").read_text())
-    model = VideoReferVL3ForCausalLM.from_pretrained(folder, attn_implementation=attn_implementation, dtype=torch.float32)
+    model = VideoReferVL3ForCausalLM.from_pretrained(
+        folder, attn_implementation=attn_implementation, dtype=torch.float32
+    )
     model.eval()
     inputs = fixture_model_inputs(folder)
     visual_inputs = {k: inputs[k] for k in model.visual_keys}

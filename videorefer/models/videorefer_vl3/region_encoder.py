@@ -106,7 +106,8 @@ def kmeans(
     """Batched k-means over padded point sets: `points (B, N, C)`, `counts (B,)` valid rows each (>= num_clusters).
 
     Per set, as the official `kmeans_fast`: initial centroids = points at `randperm(n)[:k]` (drawn from `generator`,
-    set after set; or `generator[i]` for set i); then up to `iterations` times: assign each point to the nearest centroid (squared L2, first
+    set after set; or `generator[i]` for set i); then up to `iterations` times: assign each point to the nearest
+    centroid (squared L2, first
     index on ties), move each centroid to its points' mean (an empty cluster keeps its centroid), and stop once
     `allclose(old, new, atol)` (the old centroids are kept). Returns `(B, k, C)` centroids and `(B, k)` long init
     indices.
@@ -121,7 +122,10 @@ def kmeans(
         raise ValueError(f"k-means needs at least {num_clusters} points per set, got counts {counts.tolist()}")
     # Sequential draws per set: this is what makes a seeded generator reproduce the official global-RNG draws.
     init = torch.stack(
-        [torch.randperm(int(c), generator=g, device=g.device)[:num_clusters] for c, g in zip(counts.tolist(), generators)]
+        [
+            torch.randperm(int(c), generator=g, device=g.device)[:num_clusters]
+            for c, g in zip(counts.tolist(), generators)
+        ]
     ).to(points.device)
     centroids = torch.gather(points, 1, init[..., None].expand(-1, -1, points.shape[-1]))
     valid = torch.arange(n, device=points.device)[None, :] < counts[:, None].to(points.device)  # (B, N)

@@ -96,7 +96,9 @@ def spatial_downsample(features: torch.Tensor, grid_thw: torch.Tensor, merge_siz
     if (grid_thw[:, 0] != 1).any():
         raise ValueError(f"each frame/crop needs its own grid row with t = 1, got grid_thw {grid_thw.tolist()}")
     if ((h % merge_sizes) != 0).any() or ((w % merge_sizes) != 0).any():
-        raise ValueError(f"grid sizes {grid_thw.tolist()} are not multiples of their merge sizes {merge_sizes.tolist()}")
+        raise ValueError(
+            f"grid sizes {grid_thw.tolist()} are not multiples of their merge sizes {merge_sizes.tolist()}"
+        )
     patches = h * w
     out_h = torch.div(h + merge_sizes - 1, merge_sizes, rounding_mode="floor")
     out_w = torch.div(w + merge_sizes - 1, merge_sizes, rounding_mode="floor")

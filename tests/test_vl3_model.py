@@ -271,3 +271,20 @@ def test_parity_cli_recognises_vl3_and_notices_a_wrong_region_encoder(tmp_path, 
     (folder / "outputs.safetensors").unlink()
     assert main([str(folder)]) == 2
     assert "not a parity folder" in capsys.readouterr().err
+
+
+def test_training_loss_reaches_every_trainable_part(case):
+    """Labels are spliced like the embeddings; the loss's gradient reaches the LLM, projector, region MLP and
+    encoder (the official training unfreezes all of them in its last stage)."""
+    trainable = VideoReferVL3ForCausalLM.from_pretrained(VL3_TINY, attn_implementation="eager")
+    labels = case["input_ids"].clone()
+    out = trainable(**case, labels=labels)
+    out.loss.backward()
+    named = dict(trainable.named_parameters())
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.mm_projector.readout.0.weight",
+                 "model.region_encoder.feat_linear.0.weight",
+                 "model.vision_encoder.vision_encoder.vision_model.encoder.layers.0.mlp.fc1.weight"):
+        assert named[name].grad is not None and named[name].grad.abs().sum() > 0, name
+    # The placeholders themselves are never embedded (their positions hold visual tokens): no gradient on their rows.
+    embedding_grad = named["model.embed_tokens.weight"].grad
+    assert embedding_grad[IMAGE_ID].abs().sum() == 0 and embedding_grad[REGION_ID].abs().sum() == 0

@@ -47,7 +47,8 @@ class VL3VisualFeatures:
     region_tokens: torch.Tensor  # (R, D): every mask's tokens, mask after mask
     region_tokens_per_mask: torch.Tensor  # (K,) long
     region_tokens_per_sample: torch.Tensor  # (b,) long
-    # Intermediates for tests and the parity tool.
+    # Intermediates for tests and the parity tool (filled only with `encode_visual(..., return_intermediates=True)`:
+    # the encoder features of every frame would otherwise stay alive as long as these features are reused).
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,6 +124,7 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
         frames_per_sample: torch.Tensor | None = None,
         region_inputs=None,
         kmeans_generator: torch.Generator | None = None,
+        return_intermediates: bool = False,
     ) -> VL3VisualFeatures:
         """Video tokens with their pruning mask, and region tokens. All crops go through the encoder in one call.
 
@@ -157,7 +159,9 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             keep = torch.zeros(0, dtype=torch.bool, device=device)
             per_sample = torch.zeros(batch, dtype=torch.long, device=device)
         regions, per_mask, regions_per_sample = self._encode_regions(region_inputs, batch, kmeans_generator, extras)
-        return VL3VisualFeatures(video_tokens, keep, per_sample, regions, per_mask, regions_per_sample, extras)
+        return VL3VisualFeatures(
+            video_tokens, keep, per_sample, regions, per_mask, regions_per_sample, extras if return_intermediates else {}
+        )
 
     @staticmethod
     def _batch_size(frames_per_sample, region_inputs) -> int:

@@ -81,7 +81,9 @@ def run_model_parity(folder: str | Path, attn_implementation: str = "eager") -> 
     inputs = fixture_model_inputs(folder)
     visual_inputs = {k: inputs[k] for k in model.visual_keys}
     seed = int(io["kmeans_seed"])
-    features = model.encode_visual(**visual_inputs, kmeans_generator=default_kmeans_generator(seed))
+    features = model.encode_visual(
+        **visual_inputs, kmeans_generator=default_kmeans_generator(seed), return_intermediates=True
+    )
     extras = features.extras
     diffs: dict[str, float] = {
         "vision_features_video": _max_diff(extras["vision_features"], expected["vision_features_video"]),

@@ -159,3 +159,30 @@ def test_kmeans_is_deterministic():
     assert not torch.equal(init_a, other_init)
     with pytest.raises(ValueError, match="at least 10"):
         kmeans(points, torch.tensor([25, 18, 9]))
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_packed_vision_attention_equals_transformers_per_segment_attention(attention):
+    """Segments of equal length batched into one call give what transformers' one-call-per-segment loop gives."""
+    from transformers.models.video_llama_3.modeling_video_llama_3 import VideoLlama3VisionAttention
+
+    from videorefer.models.videorefer_vl3.vision import PackedVisionAttention, VisionEncoder
+    from videorefer.testing.tiny_vl3 import tiny_vl3_config
+
+    config = tiny_vl3_config(410)
+    config._attn_implementation = attention
+    torch.manual_seed(0)
+    encoder = VisionEncoder(config).eval()
+    layers = encoder.model.encoder.layers
+    assert all(type(layer.self_attn) is PackedVisionAttention for layer in layers)
+    g = torch.Generator().manual_seed(0)
+    # Three frames of 4x6 (merge 2), two crops of 3x5 and one of 5x4 (merge 1): three distinct lengths, repeats.
+    grids = torch.tensor([[1, 4, 6]] * 3 + [[1, 3, 5], [1, 5, 4], [1, 3, 5]])
+    merges = torch.tensor([2, 2, 2, 1, 1, 1])
+    pixels = torch.randn(int(grids.prod(-1).sum()), PATCH, generator=g)
+    with torch.no_grad():
+        packed = encoder(pixels, grids, merges)
+        for layer in layers:
+            layer.self_attn.__class__ = VideoLlama3VisionAttention
+        looped = encoder(pixels, grids, merges)
+    assert torch.allclose(packed, looped, atol=1e-6)

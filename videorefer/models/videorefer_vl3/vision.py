@@ -18,12 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import VideoLlama3VisionModel
-from transformers.models.video_llama_3.modeling_video_llama_3 import VideoLlama3Projector
+from transformers.models.video_llama_3.modeling_video_llama_3 import (
+    ALL_ATTENTION_FUNCTIONS,
+    VideoLlama3Projector,
+    VideoLlama3VisionAttention,
+    apply_rotary_pos_emb_vision,
+    eager_attention_forward,
+    is_flash_attention_requested,
+)
 from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
 
 from .configuration import VideoReferVL3Config
 
-__all__ = ["VisionEncoder", "build_projector", "spatial_downsample", "segment_rows"]
+__all__ = ["VisionEncoder", "PackedVisionAttention", "build_projector", "spatial_downsample", "segment_rows"]
 
 
 class VisionEncoder(nn.Module):
@@ -37,6 +44,8 @@ class VisionEncoder(nn.Module):
         # `DAMOVLVisionModel` whose parameters sit under `vision_model`.
         self.vision_encoder = nn.Module()
         self.vision_encoder.vision_model = VideoLlama3VisionModel(config.vision_config)
+        for layer in self.vision_encoder.vision_model.encoder.layers:
+            layer.self_attn.__class__ = PackedVisionAttention  # same parameters, batched segments
 
     @property
     def model(self) -> VideoLlama3VisionModel:
@@ -64,6 +73,47 @@ class VisionEncoder(nn.Module):
             hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings
         ).last_hidden_state
         return model.post_layernorm(hidden)
+
+
+# Largest attention-weight tensor (elements) one batched eager call may build; SDPA kernels need far less.
+_MAX_ATTENTION_ELEMENTS = 2**26
+
+
+class PackedVisionAttention(VideoLlama3VisionAttention):
+    """transformers' vision attention with its eager / SDPA path batched: segments (frames, crops) of equal length go
+    through one attention call instead of one call each (all frames of a video have the same length). The same
+    parameters, RoPE and per-segment attention; flash-attention keeps transformers' varlen path."""
+
+    def forward(self, hidden_states, cu_seqlens, position_embeddings, max_seqlen=None, **kwargs):
+        if is_flash_attention_requested(self.config):
+            return super().forward(hidden_states, cu_seqlens, position_embeddings, max_seqlen=max_seqlen, **kwargs)
+        seq_length = hidden_states.shape[0]
+        shape = (seq_length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(shape)
+        key = self.k_proj(hidden_states).view(shape)
+        value = self.v_proj(hidden_states).view(shape)
+        cos, sin = position_embeddings
+        query, key = apply_rotary_pos_emb_vision(query, key, cos, sin)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output = torch.empty_like(query)
+        starts, lengths = cu_seqlens[:-1].long(), (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+        for length in torch.unique(lengths).tolist():
+            segments = torch.nonzero(lengths == length)[:, 0]
+            per_call = max(1, _MAX_ATTENTION_ELEMENTS // (self.num_heads * length * length))
+            for chunk in torch.split(segments, per_call):
+                rows = starts[chunk][:, None] + torch.arange(length, device=starts.device)  # (n, L)
+                out, _ = attention(
+                    self,
+                    query[rows].transpose(1, 2),  # (n, heads, L, head_dim)
+                    key[rows].transpose(1, 2),
+                    value[rows].transpose(1, 2),
+                    attention_mask=None,
+                    scaling=self.scaling,
+                    dropout=0.0 if not self.training else self.attention_dropout,
+                    is_causal=False,
+                )
+                output[rows] = out.to(output.dtype)  # (n, L, heads, head_dim)
+        return self.out_proj(output.reshape(seq_length, -1)), None
 
 
 def build_projector(config: VideoReferVL3Config) -> VideoLlama3Projector:

@@ -107,10 +107,9 @@ def kmeans(
 
     Per set, as the official `kmeans_fast`: initial centroids = points at `randperm(n)[:k]` (drawn from `generator`,
     set after set; or `generator[i]` for set i); then up to `iterations` times: assign each point to the nearest
-    centroid (squared L2, first
-    index on ties), move each centroid to its points' mean (an empty cluster keeps its centroid), and stop once
-    `allclose(old, new, atol)` (the old centroids are kept). Returns `(B, k, C)` centroids and `(B, k)` long init
-    indices.
+    centroid (squared L2, first index on ties), move each centroid to its points' mean (an empty cluster keeps its
+    centroid), and stop once `allclose(old, new, atol)` (the old centroids are kept). Sets that converged stop
+    moving while the others go on. Returns `(B, k, C)` centroids and `(B, k)` long init indices.
     """
     b, n, _ = points.shape
     if generator is None:

@@ -97,6 +97,10 @@ def test_batch_of_two_equals_two_single_runs(model, case):
     singles = [model.generate(**s, max_new_tokens=6, min_new_tokens=6) for s in samples]
     batched = model.generate(**collate(samples, "left"), max_new_tokens=6, min_new_tokens=6)
     assert batched.tolist() == [s[0].tolist() for s in singles]
+    # Each sample's k-means draws are its own: sample 2's region tokens do not depend on sample 1's masks.
+    both = model.encode_visual(**{k: collate(samples, "left")[k] for k in model.visual_keys}).region_tokens
+    alone = [model.encode_visual(**{k: s[k] for k in model.visual_keys}).region_tokens for s in samples]
+    assert torch.allclose(both, torch.cat(alone), atol=1e-6)
     # Training-side forward: right padding, labels ignored on visual positions and padding.
     batch = collate(samples, "right")
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE_LABEL)

@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a parity folder (e.g. tests/fixtures/official-tiny)")
     args = parser.parse_args(argv)
+    if _model_type(args.folder) == "videollama3_qwen2":
+        return _main_vl3(args.folder)
     try:
         report = run_parity(args.folder)
     except ValueError as error:
@@ -151,6 +153,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n".join(report.lines()))
     return 0 if report.passed else 1
+
+
+def _model_type(folder: str | Path) -> str | None:
+    """The family of the folder's checkpoint (`model_type` of its config.json), None when there is none."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _main_vl3(folder: str | Path) -> int:
+    """VideoRefer-VL3 folders: the model's parity from the official processor's stored outputs."""
+    from .models.videorefer_vl3.parity import report_lines, run_model_parity
+
+    try:
+        report = run_model_parity(folder)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(report_lines(report)))
+    print(f"PARITY {'OK' if report['ok'] else 'FAILED'}")
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -15,7 +15,20 @@ from typing import Any, Iterable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-__all__ = ["Video", "VideoSource", "sample_frame_indices", "load_video", "read_frames", "video_info"]
+__all__ = [
+    "Video",
+    "VideoSource",
+    "sample_frame_indices",
+    "load_video",
+    "read_frames",
+    "video_info",
+    "FOLDER_FPS",
+    "GIF_FPS",
+    "uniform_frame_indices",
+    "sample_frames_by_fps",
+    "sample_file_frames_by_fps",
+    "load_video_by_fps",
+]
 
 # decord's own decoding threads (0: one per core).
 DECORD_THREADS = int(os.environ.get("VIDEOREFER_DECORD_THREADS", "0"))
@@ -33,6 +46,7 @@ class Video:
     fps: float | None = None
     extra: dict[int, np.ndarray] = field(default_factory=dict)  # raw index -> (H, W, 3), not among the sampled
     key: str | None = None  # identifies the source (e.g. path and modification time), for caches
+    timestamps: list[float] | None = None  # seconds of each sampled frame, when the sampling is time-based (VL3)
 
     @property
     def height(self) -> int:
@@ -63,6 +77,98 @@ def sample_frame_indices(total_frames: int, num_frames: int) -> list[int]:
     segment = (total_frames - 1) / num_frames
     midpoints = segment * (np.arange(num_frames) + 0.5)
     return np.round(midpoints + 1e-6).astype(int).tolist()
+
+
+# Frame rates the official VL3 loader assumes for sources that do not state one.
+FOLDER_FPS = 3.0  # a folder of frame images (also used here for arrays and lists of frames)
+GIF_FPS = 25.0
+
+
+def uniform_frame_indices(total_frames: int, num_frames: int) -> np.ndarray:
+    """The official VL3 uniform rule: every frame when there are at most `num_frames`, else
+    `linspace(0, total - 1, num_frames)` truncated to integers."""
+    if total_frames <= num_frames:
+        return np.arange(total_frames)
+    return np.linspace(0, total_frames - 1, num_frames, dtype=int)
+
+
+def sample_frames_by_fps(
+    total_frames: int, video_fps: float, fps: float, max_frames: int
+) -> tuple[list[int], list[float]]:
+    """`(frame indices, timestamps in s)` of the official VL3 rule for frame folders (`load_video_from_ids`).
+
+    One frame per `segment = min(video_fps // fps, T)` frames, at `arange(segment // 2, T, segment)` (segment
+    midpoints), timestamp `index / video_fps`. A video of `max_frames` seconds or more, or an `fps` above `video_fps`
+    (segment 0, where the official code catches the error), falls back to the uniform rule with `max_frames`
+    (`uniform_frame_indices`). Unlike the official code, a fps-sampled result longer than `max_frames` (only possible
+    with `fps > 1`) is thinned to `max_frames` by the same uniform rule, so the cap always holds.
+    """
+    if total_frames <= 0:
+        raise ValueError("the video has no frames")
+    if video_fps <= 0 or fps <= 0 or max_frames <= 0:
+        raise ValueError(f"video_fps, fps and max_frames must be positive, got {video_fps}, {fps}, {max_frames}")
+    segment = min(video_fps // fps, total_frames)
+    if total_frames / video_fps < max_frames and segment > 0:
+        indices = np.arange(segment // 2, total_frames, segment).astype(int)
+        if len(indices) > max_frames:
+            indices = indices[uniform_frame_indices(len(indices), max_frames)]
+    else:
+        indices = uniform_frame_indices(total_frames, max_frames)
+    return indices.tolist(), [float(i / video_fps) for i in indices]
+
+
+def sample_file_frames_by_fps(
+    total_frames: int, video_fps: float, fps: float, max_frames: int, start_time: float = 0.0
+) -> tuple[list[int], list[float]]:
+    """`(frame indices, timestamps in s)` that the official VL3 loader gets for a video file.
+
+    The official code decodes files with ffmpeg's `fps=fps:round=down` filter. Matched here (checked against that
+    filter through PyAV on constant-frame-rate clips): frame i falls in slot `floor(i * fps / video_fps)`; slot n
+    shows the last frame of slots <= n; there are `floor(T * fps / video_fps)` slots (at least one here; ffmpeg gives
+    none for clips shorter than one slot); timestamps are `start_time + n / fps`. More than `max_frames` slots are
+    thinned with `uniform_frame_indices`. Variable-frame-rate files are treated as constant-rate at their mean fps.
+    """
+    if total_frames <= 0:
+        raise ValueError("the video has no frames")
+    if video_fps <= 0 or fps <= 0 or max_frames <= 0:
+        raise ValueError(f"video_fps, fps and max_frames must be positive, got {video_fps}, {fps}, {max_frames}")
+    slots = np.arange(max(1, int(np.floor(total_frames * fps / video_fps + 1e-9))))
+    # last i with floor(i * fps / video_fps) <= n  <=>  i < (n + 1) * video_fps / fps
+    last = np.ceil((slots + 1) * video_fps / fps - 1e-9).astype(int) - 1
+    indices = np.minimum(last, total_frames - 1)
+    times = start_time + slots * (1.0 / fps)  # as np.arange(start, ..., 1 / fps) computes them
+    if len(indices) > max_frames:
+        keep = uniform_frame_indices(len(indices), max_frames)
+        indices, times = indices[keep], times[keep]
+    return indices.tolist(), [float(t) for t in times]
+
+
+def load_video_by_fps(
+    source: VideoSource | Video,
+    fps: float = 1.0,
+    max_frames: int = 768,
+    extra_frame_indices: Iterable[int] = (),
+    folder_fps: float = FOLDER_FPS,
+) -> Video:
+    """Decode the frames the official VL3 loader samples at `fps` (with their timestamps) and the frames in
+    `extra_frame_indices`, in one pass.
+
+    Files use their own frame rate and the ffmpeg rule (`sample_file_frames_by_fps`); folders, arrays and lists of
+    frames are taken as `folder_fps` (official: 3) and GIFs as 25 fps, with the frame-index rule
+    (`sample_frames_by_fps`). A `Video` is returned as it is (its frames must include `extra_frame_indices`).
+    """
+    if isinstance(source, Video):
+        return load_video(source, extra_frame_indices=extra_frame_indices)
+    reader = _Reader(source)
+    is_file = reader._path is not None
+    if is_file and not str(reader._path).lower().endswith(".gif") and reader.fps:
+        sampled, timestamps = sample_file_frames_by_fps(reader.total, reader.fps, fps, max_frames)
+    else:
+        video_fps = GIF_FPS if is_file else folder_fps
+        sampled, timestamps = sample_frames_by_fps(reader.total, video_fps, fps, max_frames)
+    video = _decode(reader, source, sampled, extra_frame_indices)
+    video.timestamps = timestamps
+    return video
 
 
 def _frame_files(folder: Path) -> list[Path]:
@@ -212,7 +318,11 @@ def load_video(
             )
         return source
     reader = _Reader(source)
-    sampled = sample_frame_indices(reader.total, num_frames)
+    return _decode(reader, source, sample_frame_indices(reader.total, num_frames), extra_frame_indices)
+
+
+def _decode(reader: _Reader, source: VideoSource, sampled: list[int], extra_frame_indices: Iterable[int]) -> Video:
+    """`sampled` frames (may repeat) and the extra ones, decoded in one pass."""
     extra = sorted(set(int(i) for i in extra_frame_indices) - set(sampled))
     unique = sorted(set(sampled))
     decoded = reader.read(unique + extra)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "RegionCrops",
     "crop_regions",
     "crop_scale",
+    "pillow_is_paper_era",
 ]
 
 PATCH_SIZE = 14
@@ -137,12 +139,18 @@ def _resize_bicubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
 PAPER_ERA_PILLOW = 13  # Pillow 13 reordered the two bicubic passes: frames differ by up to 17 grey levels
 
 
+def pillow_is_paper_era() -> bool:
+    """Whether the installed Pillow resizes as the Pillow <= 12 the VL3 checkpoints were trained and evaluated with."""
+    return int(PIL.__version__.split(".")[0]) < PAPER_ERA_PILLOW
+
+
 def _check_pillow() -> None:
-    major = int(PIL.__version__.split(".")[0])
-    if major >= PAPER_ERA_PILLOW:
-        raise RuntimeError(
+    if not pillow_is_paper_era():
+        warnings.warn(
             f"Pillow {PIL.__version__} resizes frames differently from the Pillow <= 12 the VL3 checkpoints were "
-            "trained and evaluated with (up to 17 grey levels); install pillow<13"
+            "trained and evaluated with (up to 17 grey levels; outputs will not match the official ones): "
+            "install pillow<13",
+            stacklevel=3,
         )
 
 

@@ -27,7 +27,7 @@ from videorefer.video_io import IMAGE_SUFFIXES, Video, VideoSource, load_video_b
 from .configuration import KNOWN_ENCODER_PREPROCESSORS, VL3_IMAGE_TOKEN, VL3_REGION_TOKEN, VideoReferVL3Config, resolve_vision_path
 from .image_processing import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, crop_regions, pixel_budget, preprocess_images
 from .inputs import MAX_REGION_TOKENS, VL3RegionInputs
-from .prompting import VL3Layout, region_conversation, render_prompt
+from .prompting import VL3Layout, region_conversation, render_conversation, render_prompt
 
 __all__ = ["VideoReferVL3Processor", "SAMPLING_FPS", "MAX_FRAMES"]
 
@@ -144,7 +144,7 @@ class VideoReferVL3Processor(ProcessorMixin):
         visual, layout = self._visual_inputs(video, objects, allow_empty_masks)
         question, turns = region_conversation(conversation[-1][0], conversation[:-1], layout.masks_per_object)
         turns = [*turns, (question, conversation[-1][1])]
-        full = render_prompt(turns[-1][0], turns[:-1], layout, add_generation_prompt=False) + ""
+        full = render_conversation(turns, layout)
         # Split the full text at each answer: prompt pieces are ignored, answers (+ <|im_end|>) learnt.
         pieces, start = [], 0
         for _, answer in turns:

@@ -17,7 +17,7 @@ from videorefer.prompts import OBJECT_TAG, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
 
 from .configuration import VL3_IMAGE_TOKEN, VL3_REGION_TOKEN
 
-__all__ = ["VL3Layout", "region_question", "region_conversation", "render_prompt", "expand_regions", "DESCRIBE_PROMPT_VL3"]
+__all__ = ["VL3Layout", "region_question", "region_conversation", "render_prompt", "render_conversation", "expand_regions", "DESCRIBE_PROMPT_VL3"]
 
 # The official Bench-D / captioning question of the VL3 evaluation scripts.
 DESCRIBE_PROMPT_VL3 = "Please describe in detail the marked object <region> in the video."
@@ -114,15 +114,20 @@ def _first_user_content(text: str, visual: str) -> str:
     return before + visual + after
 
 
-def render_prompt(
-    question: str, history: Sequence[tuple[str, str]], layout: VL3Layout, add_generation_prompt: bool = True
+def render_prompt(question: str, history: Sequence[tuple[str, str]], layout: VL3Layout) -> str:
+    """The chat text (regions expanded, one `<image>` per frame) of `history` turns, then `question` and the
+    assistant's generation prompt."""
+    return render_conversation([*history, (question, None)], layout, add_generation_prompt=True)
+
+
+def render_conversation(
+    turns: Sequence[tuple[str, str | None]], layout: VL3Layout, add_generation_prompt: bool = False
 ) -> str:
-    """The chat text (regions expanded, one `<image>` per frame) of `history` turns then `question`.
+    """The chat text of (user, assistant or None) turns.
 
     Assistant turns are written as assistant turns (the official `mm_infer` writes every message of a list as a user
     turn, a bug we do not copy; its training data uses this layout).
     """
-    turns = [*history, (question, None)]
     users = expand_regions([user for user, _ in turns], layout.tokens_per_mask)
     parts = []
     for k, (user, (_, answer)) in enumerate(zip(users, turns)):

@@ -28,8 +28,8 @@ from videorefer import pil_bicubic
 from videorefer.models.videorefer_vl3.inputs import VL3RegionInputs
 from videorefer.models.videorefer_vl3.parity_processor import run_processor_parity
 from videorefer.models.videorefer_vl3.processing import VideoReferVL3Processor
-from videorefer.models.videorefer_vl3.prompting import region_question
-from videorefer.video_io import Video, sample_file_frames_by_fps, sample_frames_by_fps
+from videorefer.models.videorefer_vl3.prompting import DESCRIBE_PROMPT_VL3, region_question
+from videorefer.video_io import Video, load_video_by_fps, sample_file_frames_by_fps, sample_frames_by_fps
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official-vl3-tiny"
 IO = json.loads((FIXTURE / "io.json").read_text())
@@ -215,6 +215,9 @@ def test_file_sampling_matches_ffmpeg_fps_filter(tmp_path):
         indices, times = sample_file_frames_by_fps(total, rate, fps, 768)
         assert indices == chosen
         assert times == pytest.approx([n / fps for n in range(len(chosen))])
+        video = load_video_by_fps(path, fps=fps)
+        assert video.frame_indices == chosen and video.timestamps == times
+        assert [int(round(f.mean() / 6)) for f in video.frames] == chosen
 
 
 # ------------------------------------------------------------------------------------------------------ prompts
@@ -223,6 +226,16 @@ def test_region_question_writes_the_official_format():
     laid_out = region_question(question, [1, 2])
     assert "<video>\n" + laid_out == IO["question"]
     assert region_question(IO["question"], [1, 2]) == IO["question"]  # already laid out: unchanged
+
+
+def test_video_goes_where_the_question_puts_it(processor, case):
+    raw, objects, _ = case
+    out = processor(_as_array_video(raw, processor), DESCRIBE_PROMPT_VL3, objects[:1])
+    text = processor.tokenizer.decode(out["input_ids"][0])
+    body = text.split("<|im_start|>user\n")[1]
+    assert body.startswith("Please describe in detail the marked object [<REGION>")
+    assert body.split("]", 1)[1].startswith(" in the video.Time 0.3s:<image>")
+    assert body.endswith("<image>\n<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_follow_up_ids_extend_the_first_turn(processor, case):

@@ -187,7 +187,7 @@ class VideoReferVL3Processor(ProcessorMixin):
     ) -> tuple[dict[str, torch.Tensor], VL3Layout]:
         if _is_image(video):
             image = _image_array(video)
-            frames_of = lambda k, f: image  # noqa: E731
+            frame_of = lambda f: image  # noqa: E731
             bad = sorted({int(f) for obj in objects for f in obj} - {0})
             if bad:
                 raise ValueError(f"masks of an image must be on frame 0, got frame {bad[0]}")
@@ -197,11 +197,11 @@ class VideoReferVL3Processor(ProcessorMixin):
             loaded = self.load_video(video, extra_frame_indices=wanted)
             if loaded.timestamps is None:
                 raise ValueError("the video has no timestamps: load it with this processor's load_video")
-            frames_of = lambda k, f: loaded.frame(f)  # noqa: E731
+            frame_of = loaded.frame
             merge, timestamps, frames = self.spatial_merge_size, loaded.timestamps, loaded.frames
         budget = pixel_budget(self.mm_max_length, self.spatial_merge_size, merge, len(frames))
         pixels, grids = preprocess_images(frames, merge, budget, self.min_pixels, self.image_mean, self.image_std)
-        region_inputs, tokens, per_object = self._region_inputs(objects, frames_of, frames.shape[1:3], allow_empty)
+        region_inputs, tokens, per_object = self._region_inputs(objects, frame_of, frames.shape[1:3], allow_empty)
         visual = {
             "pixel_values": pixels,
             "grid_thw": grids,
@@ -212,7 +212,7 @@ class VideoReferVL3Processor(ProcessorMixin):
         frame_tokens = (grids.prod(dim=1) // merge**2).tolist()
         return visual, VL3Layout(frame_tokens, timestamps, tokens, per_object)
 
-    def _region_inputs(self, objects, frames_of, size, allow_empty) -> tuple[VL3RegionInputs, list[int], list[int]]:
+    def _region_inputs(self, objects, frame_of, size, allow_empty) -> tuple[VL3RegionInputs, list[int], list[int]]:
         """Masks object-major (each object's frames in time order) -> crops, mask grids and their patches."""
         height, width = size
         masks, images, names = [], [], []
@@ -229,7 +229,7 @@ class VideoReferVL3Processor(ProcessorMixin):
                 if not allow_empty and not mask.any():
                     raise ValueError(f"{object_tag(k)}'s mask on frame {f} is empty")
                 masks.append(mask)
-                images.append(frames_of(k, f))
+                images.append(frame_of(f))
                 names.append(f"{object_tag(k)}'s mask on frame {f}")
         per_object = [len(obj) for obj in objects]
         if not masks:

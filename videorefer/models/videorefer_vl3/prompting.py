@@ -19,8 +19,8 @@ from .configuration import VL3_IMAGE_TOKEN, VL3_REGION_TOKEN
 
 __all__ = ["VL3Layout", "region_question", "region_conversation", "render_prompt", "render_conversation", "expand_regions", "DESCRIBE_PROMPT_VL3"]
 
-# The official Bench-D / captioning question of the VL3 evaluation scripts.
-DESCRIBE_PROMPT_VL3 = "Please describe in detail the marked object <region> in the video."
+# The official VL3 Bench-D question (its evaluation script puts the video after the text).
+DESCRIBE_PROMPT_VL3 = "Please describe in detail the marked object <region> in the video.\n<video>"
 # v1's bracketed placeholder (`[<region>]`, e.g. in videorefer.prompts.DESCRIBE_PROMPT): VL3 brings its own brackets.
 _BRACKETED_REGION = re.compile(r"\[\s*" + re.escape(REGION_PLACEHOLDER) + r"\s*\]")
 

@@ -1,0 +1,350 @@
+"""VideoRefer-VL3: NaViT SigLIP encoder + MLP projector + frame pruning + region encoder + Qwen2, as a causal LM.
+
+Module names follow the official checkpoints (`model.vision_encoder.vision_encoder.vision_model.*`,
+`model.mm_projector.readout.{0,2}`, `model.region_encoder.feat_linear.{0,2}`), so their weights load as they are:
+no key is renamed.
+
+Visual inputs (all produced by the VL3 processor; a batch is the concatenation of its samples):
+* `pixel_values (P, 3*14*14)`: every frame / image patch, frames in the processor's 2x2-grouped order;
+* `grid_thw (F, 3)` per frame/image; `merge_sizes (F,)` long (2 for a video frame, 1 for an image);
+* `frames_per_sample (b,)` long;
+* `region_inputs`: a `RegionInputs` subclass with `pixel_values (M, 588)` (every crop's patches, raster order),
+  `grid_thw (K, 3)` per crop, `mask_grids` (K uint8 `(h_k, w_k)` masks on the crops' patch grids),
+  `masks_per_sample (b,)` long and `masks_per_object` (per sample `(o_i,)`).
+`input_ids (b, L)` hold one `<image>` per merged video token (before pruning) and one `<REGION>` per region token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2ForCausalLM, Qwen2Model
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
+
+from ...prompts import IGNORE_LABEL
+from .configuration import VideoReferVL3Config, resolve_vision_config
+from .frame_pruning import frame_pruning
+from .region_encoder import RegionEncoder, mask_cell_features, pool_region_tokens
+from .vision import VisionEncoder, build_projector, spatial_downsample
+
+__all__ = ["VideoReferVL3Model", "VideoReferVL3ForCausalLM", "VL3VisualFeatures", "greedy_generation_config"]
+
+VISUAL_KEYS = ("pixel_values", "grid_thw", "merge_sizes", "frames_per_sample", "region_inputs")
+
+
+@dataclass
+class VL3VisualFeatures:
+    """What the vision side contributes to one batch: reusable across questions about the same video and regions."""
+
+    video_tokens: torch.Tensor  # (n_tokens, D): every merged frame token of the batch, before pruning
+    token_keep: torch.Tensor  # (n_tokens,) bool: survives frame pruning
+    video_tokens_per_sample: torch.Tensor  # (b,) long, before pruning
+    region_tokens: torch.Tensor  # (R, D): every mask's tokens, mask after mask
+    region_tokens_per_mask: torch.Tensor  # (K,) long
+    region_tokens_per_sample: torch.Tensor  # (b,) long
+    # Intermediates for tests and the parity tool.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def greedy_generation_config(generation_config: GenerationConfig, config: VideoReferVL3Config) -> GenerationConfig:
+    """The official inference settings on top of a checkpoint's generation config: greedy, its repetition penalty
+    kept, eos = its eos ids (`<|im_end|>`, `<|endoftext|>`)."""
+    generation_config.do_sample = False
+    generation_config.temperature = None
+    generation_config.top_p = None
+    generation_config.top_k = None
+    if generation_config.eos_token_id is None:
+        generation_config.eos_token_id = config.eos_token_id
+    if generation_config.pad_token_id is None:
+        eos = generation_config.eos_token_id
+        generation_config.pad_token_id = eos[0] if isinstance(eos, list) else eos
+    return generation_config
+
+
+class VideoReferVL3Model(Qwen2Model):
+    config_class = VideoReferVL3Config
+
+    def __init__(self, config: VideoReferVL3Config):
+        super().__init__(config)
+        self.vision_encoder = VisionEncoder(config)
+        self.mm_projector = build_projector(config)
+        self.region_encoder = RegionEncoder(config.vision_config.hidden_size, config.hidden_size)
+        self.post_init()
+
+
+class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
+    config_class = VideoReferVL3Config
+    _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
+    # Quantisation leaves these in full precision: the vision side, the region encoder and the output layer.
+    full_precision_modules = ["model.vision_encoder", "model.mm_projector", "model.region_encoder", "lm_head"]
+    visual_keys = VISUAL_KEYS
+
+    def __init__(self, config: VideoReferVL3Config):
+        Qwen2PreTrainedModel.__init__(self, config)
+        self.model = VideoReferVL3Model(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """Load an official or a saved checkpoint; generation defaults become the official greedy settings."""
+        if not isinstance(config, VideoReferVL3Config):
+            config_kwargs = {
+                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
+            }
+            config = VideoReferVL3Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
+        resolve_vision_config(config, pretrained_model_name_or_path)
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        greedy_generation_config(model.generation_config, model.config)
+        return model
+
+    def _token_id(self, name: str) -> int:
+        value = getattr(self.config, name)
+        if value is None:
+            raise ValueError(f"config.{name} is not set: set it from the tokenizer before running the model")
+        return int(value)
+
+    # ------------------------------------------------------------------ vision side
+    def encode_visual(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        grid_thw: torch.Tensor | None = None,
+        merge_sizes: torch.Tensor | None = None,
+        frames_per_sample: torch.Tensor | None = None,
+        region_inputs=None,
+        kmeans_generator: torch.Generator | None = None,
+    ) -> VL3VisualFeatures:
+        """Video tokens with their pruning mask, and region tokens. All crops go through the encoder in one call.
+
+        `kmeans_generator`: draws the k-means initial centroids, shared by all masks in order (as the official global
+        RNG); by default each sample uses a generator with a fixed seed, so results are deterministic.
+        """
+        inner = self.model
+        encoder = inner.vision_encoder
+        extras: dict[str, Any] = {}
+        device = encoder.model.embeddings.patch_embedding.weight.device
+        batch = self._batch_size(frames_per_sample, region_inputs)
+        if pixel_values is not None:
+            if grid_thw is None or merge_sizes is None or frames_per_sample is None:
+                raise ValueError("pixel_values need grid_thw, merge_sizes and frames_per_sample")
+            pixel_values = pixel_values.to(device, encoder.dtype)
+            grid_thw, merge_sizes = grid_thw.to(device), merge_sizes.to(device)
+            frames_per_sample = frames_per_sample.to(device)
+            if grid_thw.shape[0] != merge_sizes.shape[0]:
+                raise ValueError(f"{grid_thw.shape[0]} grids but {merge_sizes.shape[0]} merge sizes")
+            features = encoder(pixel_values, grid_thw, merge_sizes)  # (P, C)
+            downsampled = spatial_downsample(features, grid_thw, merge_sizes)  # (n_tokens, C)
+            video_tokens = inner.mm_projector(downsampled)
+            pruning = frame_pruning(pixel_values, grid_thw, merge_sizes, frames_per_sample)
+            tokens_per_frame = grid_thw.prod(-1) // merge_sizes**2
+            sample_of_frame = torch.repeat_interleave(torch.arange(batch, device=device), frames_per_sample)
+            per_sample = torch.zeros(batch, dtype=torch.long, device=device).index_add_(0, sample_of_frame, tokens_per_frame)
+            extras.update(vision_features=features, downsampled=downsampled, pixel_difference=pruning.difference)
+            keep = pruning.keep
+        else:
+            video_tokens = torch.zeros((0, self.config.hidden_size), device=device, dtype=encoder.dtype)
+            keep = torch.zeros(0, dtype=torch.bool, device=device)
+            per_sample = torch.zeros(batch, dtype=torch.long, device=device)
+        region_tokens, per_mask, region_per_sample = self._encode_regions(region_inputs, batch, kmeans_generator, extras)
+        return VL3VisualFeatures(video_tokens, keep, per_sample, region_tokens, per_mask, region_per_sample, extras)
+
+    @staticmethod
+    def _batch_size(frames_per_sample, region_inputs) -> int:
+        if frames_per_sample is not None:
+            return int(frames_per_sample.numel())
+        if region_inputs is not None:
+            return region_inputs.batch_size
+        raise ValueError("no visual input: give pixel_values (with frames_per_sample) or region_inputs")
+
+    def _encode_regions(self, region_inputs, batch: int, generator, extras: dict):
+        inner = self.model
+        encoder = inner.vision_encoder
+        device = encoder.model.embeddings.patch_embedding.weight.device
+        dtype = encoder.dtype
+        if region_inputs is None or len(region_inputs.mask_grids) == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return (
+                torch.zeros((0, self.config.hidden_size), device=device, dtype=dtype),
+                empty,
+                torch.zeros(batch, dtype=torch.long, device=device),
+            )
+        masks_per_sample = region_inputs.masks_per_sample.to(device)
+        if masks_per_sample.numel() != batch:
+            raise ValueError(f"region inputs describe {masks_per_sample.numel()} samples, the batch has {batch}")
+        n_masks = len(region_inputs.mask_grids)
+        if int(masks_per_sample.sum()) != n_masks:
+            raise ValueError(f"masks_per_sample {masks_per_sample.tolist()} adds up to {int(masks_per_sample.sum())}, "
+                             f"but there are {n_masks} mask grids")
+        grid_thw = region_inputs.grid_thw.to(device)
+        crop_pixels = region_inputs.pixel_values.to(device, dtype)
+        # One encoder call for every crop of the batch; each crop is its own attention segment, raster order.
+        crop_features = encoder(crop_pixels, grid_thw, torch.ones(n_masks, dtype=torch.long, device=device))
+        mask_sample = torch.repeat_interleave(torch.arange(batch, device=device), masks_per_sample)
+        cells, counts = mask_cell_features(
+            crop_features, grid_thw, list(region_inputs.mask_grids), lambda k: self._describe_mask(region_inputs, k)
+        )
+        pooled, per_mask, kmeans_inputs = pool_region_tokens(cells, counts, generator=generator, mask_sample=mask_sample)
+        region_tokens = inner.region_encoder(pooled.to(dtype))
+        per_sample = torch.zeros(batch, dtype=torch.long, device=device).index_add_(0, mask_sample, per_mask)
+        extras.update(crop_features=crop_features, kmeans_inputs=kmeans_inputs, pooled=pooled)
+        return region_tokens, per_mask, per_sample
+
+    @staticmethod
+    def _describe_mask(region_inputs, k: int) -> str:
+        """'mask j of object o in sample i' for the k-th mask of the batch (error messages only)."""
+        sample_counts = region_inputs.masks_per_sample.tolist()
+        for sample, count in enumerate(sample_counts):
+            if k < count:
+                per_object = region_inputs.masks_per_object[sample].tolist()
+                for obj, masks in enumerate(per_object):
+                    if k < masks:
+                        return f"mask {k} of object {obj} in sample {sample}"
+                    k -= masks
+                return f"mask {k} in sample {sample}"
+            k -= count
+        return f"mask {k}"
+
+    # ------------------------------------------------------------------ splicing
+    def splice_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        visual: VL3VisualFeatures,
+        labels: torch.Tensor | None = None,
+        padding_side: str = "right",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Drop pruned `<image>` positions, then put video tokens on the remaining `<image>` positions and region
+        tokens on the `<REGION>` positions, in order.
+
+        Returns `inputs_embeds (b, L', d)`, `attention_mask (b, L')`, `position_ids (b, L')` (plain 1-D positions
+        over the pruned sequence) and `labels (b, L')` (`IGNORE_LABEL` on visual positions and padding).
+        """
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        device = input_ids.device
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        is_image = input_ids == self._token_id("image_token_index")
+        is_region = input_ids == self._token_id("region_token_index")
+        for kind, found, expected in (
+            ("<image>", is_image.sum(1), visual.video_tokens_per_sample.to(device)),
+            ("<REGION>", is_region.sum(1), visual.region_tokens_per_sample.to(device)),
+        ):
+            if found.shape != expected.shape:
+                raise ValueError(f"the visual inputs describe {expected.numel()} samples, input_ids has {found.numel()}")
+            bad = torch.nonzero(found != expected)[:, 0].tolist()
+            if bad:
+                i = bad[0]
+                raise ValueError(
+                    f"sample {i} has {int(found[i])} {kind} tokens in its input ids but its visual inputs give "
+                    f"{int(expected[i])} {'video' if kind == '<image>' else 'region'} tokens"
+                )
+        embeds = self.get_input_embeddings()(input_ids.masked_fill(is_image | is_region, 0))
+        embeds = embeds.clone()
+        embeds[is_image] = visual.video_tokens.to(embeds.dtype)
+        embeds[is_region] = visual.region_tokens.to(embeds.dtype)
+        keep = ~is_image
+        keep[is_image] = visual.token_keep.to(device)
+        lengths = keep.sum(1)
+        longest = int(lengths.max())
+        shift = (longest - lengths)[:, None] if padding_side == "left" else torch.zeros_like(lengths)[:, None]
+        column = (torch.cumsum(keep.long(), 1) - 1 + shift)[keep]
+        row = torch.arange(input_ids.shape[0], device=device)[:, None].expand_as(keep)[keep]
+        inputs_embeds = embeds.new_zeros((input_ids.shape[0], longest, embeds.shape[-1]))
+        inputs_embeds[row, column] = embeds[keep]
+        attention = attention_mask.new_zeros((input_ids.shape[0], longest))
+        attention[row, column] = attention_mask[keep]
+        position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
+        spliced_labels = None
+        if labels is not None:
+            spliced_labels = labels.new_full((input_ids.shape[0], longest), IGNORE_LABEL)
+            spliced_labels[row, column] = labels.masked_fill(is_image | is_region, IGNORE_LABEL)[keep]
+        return inputs_embeds, attention, position_ids, spliced_labels
+
+    def prepare_multimodal_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        visual_features: VL3VisualFeatures | None = None,
+        padding_side: str = "right",
+        kmeans_generator: torch.Generator | None = None,
+        **visual_inputs,
+    ):
+        unknown = set(visual_inputs) - set(VISUAL_KEYS)
+        if unknown:
+            raise ValueError(f"unknown visual inputs {sorted(unknown)}; expected some of {list(VISUAL_KEYS)}")
+        if visual_features is None:
+            visual_features = self.encode_visual(**visual_inputs, kmeans_generator=kmeans_generator)
+        return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
+
+    # ------------------------------------------------------------------ forward / generate
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        grid_thw: torch.Tensor | None = None,
+        merge_sizes: torch.Tensor | None = None,
+        frames_per_sample: torch.Tensor | None = None,
+        region_inputs=None,
+        visual_features: VL3VisualFeatures | None = None,
+        kmeans_generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        has_visual = pixel_values is not None or region_inputs is not None or visual_features is not None
+        if inputs_embeds is None and has_visual:
+            inputs_embeds, attention_mask, position_ids, labels = self.prepare_multimodal_inputs(
+                input_ids, attention_mask, labels, visual_features, "right", kmeans_generator,
+                **_given(pixel_values=pixel_values, grid_thw=grid_thw, merge_sizes=merge_sizes,
+                         frames_per_sample=frames_per_sample, region_inputs=region_inputs),
+            )
+            input_ids = None
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        grid_thw: torch.Tensor | None = None,
+        merge_sizes: torch.Tensor | None = None,
+        frames_per_sample: torch.Tensor | None = None,
+        region_inputs=None,
+        visual_features: VL3VisualFeatures | None = None,
+        kmeans_generator: torch.Generator | None = None,
+        **kwargs,
+    ):
+        """Like the official code, generation starts from the spliced embeddings: only new tokens are returned."""
+        if pixel_values is None and region_inputs is None and visual_features is None:
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        inputs_embeds, attention_mask, _, _ = self.prepare_multimodal_inputs(
+            input_ids, attention_mask, None, visual_features, "left", kmeans_generator,
+            **_given(pixel_values=pixel_values, grid_thw=grid_thw, merge_sizes=merge_sizes,
+                     frames_per_sample=frames_per_sample, region_inputs=region_inputs),
+        )
+        return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+
+def _given(**inputs) -> dict:
+    return {k: v for k, v in inputs.items() if v is not None}
+
+
+AutoModelForCausalLM.register(VideoReferVL3Config, VideoReferVL3ForCausalLM, exist_ok=True)

@@ -340,3 +340,30 @@ def test_auto_processor_round_trip(processor, case, tmp_path):
     video = _as_array_video(raw, processor)
     a, b = processor(video, IO["question"], objects), again(video, IO["question"], objects)
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["pixel_values"], b["pixel_values"])
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+def test_raw_frames_through_processor_and_model_give_the_official_logits(processor, tmp_path):
+    """PNG frames -> our sampling and processor -> our model: the official logits and greedy ids."""
+    from videorefer.models.videorefer_vl3.modeling import VideoReferVL3ForCausalLM
+    from videorefer.models.videorefer_vl3.region_encoder import default_kmeans_generator
+
+    inputs = load_file(str(FIXTURE / "inputs.safetensors"))
+    expected = load_file(str(FIXTURE / "outputs.safetensors"))
+    for t, frame in enumerate(inputs["raw_frames_uint8"].numpy()):
+        Image.fromarray(frame).save(tmp_path / f"{t:03d}.png")
+    masks = inputs["masks_uint8"].numpy()
+    out = processor(tmp_path, IO["question"], [{4: masks[0]}, {4: masks[1], 9: masks[2]}])
+    model = VideoReferVL3ForCausalLM.from_pretrained(FIXTURE, attn_implementation="eager", dtype=torch.float32).eval()
+    visual = {key: out[key] for key in processor.visual_keys}
+    with torch.no_grad():
+        features = model.encode_visual(**visual, kmeans_generator=default_kmeans_generator(IO["kmeans_seed"]))
+        embeds, attention, positions, _ = model.splice_inputs(out["input_ids"], out["attention_mask"], features)
+        logits = model(inputs_embeds=embeds, attention_mask=attention, position_ids=positions, use_cache=False).logits
+        generated = model.generate(
+            input_ids=out["input_ids"], attention_mask=out["attention_mask"], **visual,
+            kmeans_generator=default_kmeans_generator(IO["kmeans_seed"]), max_new_tokens=8, min_new_tokens=8,
+        )
+    assert (logits - expected["logits"]).abs().max() <= 1e-4
+    assert generated[0].tolist() == IO["generated_ids"]
+    assert processor.decode(generated[0]) == IO["generated_text"].strip()

@@ -78,7 +78,8 @@ def test_bicubic_reference_is_bit_exact_with_paper_era_pillow():
         h, w = rng.integers(1, 90, 2)
         out_h, out_w = rng.integers(1, 120, 2)
         images = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
-        pillow = np.stack([np.asarray(Image.fromarray(i).resize((out_w, out_h), Image.Resampling.BICUBIC)) for i in images])
+        resized = [Image.fromarray(i).resize((out_w, out_h), Image.Resampling.BICUBIC) for i in images]
+        pillow = np.stack([np.asarray(image) for image in resized])
         assert np.array_equal(pil_bicubic.resize_bicubic_reference(images, out_h, out_w), pillow), (h, w, out_h, out_w)
 
 
@@ -200,7 +201,8 @@ def test_file_sampling_matches_ffmpeg_fps_filter(tmp_path):
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             graph = av.filter.Graph()
-            src, fps_filter, sink = graph.add_buffer(template=stream), graph.add("fps", f"fps={fps}:round=down"), graph.add("buffersink")
+            src, sink = graph.add_buffer(template=stream), graph.add("buffersink")
+            fps_filter = graph.add("fps", f"fps={fps}:round=down")
             src.link_to(fps_filter)
             fps_filter.link_to(sink)
             graph.configure()
@@ -252,7 +254,8 @@ def test_follow_up_ids_extend_the_first_turn(processor, case):
 
 def test_training_labels_cover_only_answers(processor, case):
     raw, objects, _ = case
-    example = processor.build_training_example(_as_array_video(raw, processor), [(IO["question"], "a cat"), ("Why?", "b")], objects)
+    conversation = [(IO["question"], "a cat"), ("Why?", "b")]
+    example = processor.build_training_example(_as_array_video(raw, processor), conversation, objects)
     ids, labels = example["input_ids"][0], example["labels"][0]
     learnt = processor.tokenizer.decode(ids[labels != -100])
     assert learnt == "a cat<|im_end|>b<|im_end|>"
@@ -278,7 +281,8 @@ def test_collate_batches_two_requests(processor, case):
     length = a["input_ids"].shape[1]
     assert batch["input_ids"].shape == (2, length)
     assert batch["attention_mask"][1].sum() == b["input_ids"].shape[1]
-    assert batch["attention_mask"][1, 0] == 0 and torch.equal(batch["input_ids"][1, -b["input_ids"].shape[1]:], b["input_ids"][0])
+    assert batch["attention_mask"][1, 0] == 0
+    assert torch.equal(batch["input_ids"][1, -b["input_ids"].shape[1] :], b["input_ids"][0])
     assert batch["pixel_values"].shape[0] == 2 * a["pixel_values"].shape[0]
     regions = batch["region_inputs"]
     assert isinstance(regions, VL3RegionInputs) and regions.masks_per_sample.tolist() == [3, 1]

@@ -1,4 +1,5 @@
-"""Pillow <= 12's bicubic resize of uint8 images, reimplemented so paper-era pixels do not depend on the Pillow installed.
+"""Pillow <= 12's bicubic resize of uint8 images, reimplemented so that paper-era pixels do not depend on the Pillow
+installed.
 
 Both model families resize frames with PIL's bicubic filter, as the official code does. Pillow 13 changed the order of
 its two resampling passes, which moves pixels by up to 17 grey levels for a resize that shrinks one side and grows the
@@ -14,7 +15,10 @@ not change is not resampled.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import PIL
@@ -31,13 +35,28 @@ def _pillow_is_paper_era() -> bool:
     return int(PIL.__version__.split(".")[0]) < PAPER_ERA_PILLOW
 
 
+PARALLEL_RESIZE_PIXELS = 256 * 256  # frames at least this large are resized in a thread pool (PIL frees the GIL)
+REFERENCE_CHUNK = 16  # frames per numpy pass: bounds the int32 intermediates
+
+
 def resize_bicubic(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """`(n, H, W, C)` uint8 -> `(n, height, width, C)` uint8, with the pixels of Pillow <= 12's bicubic."""
     if images.shape[1:3] == (height, width):
         return images.copy()
-    if _pillow_is_paper_era():
-        return np.stack([np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC)) for image in images])
-    return resize_bicubic_reference(images, height, width)
+    if not _pillow_is_paper_era():
+        chunks = range(0, len(images), REFERENCE_CHUNK)
+        return np.concatenate([resize_bicubic_reference(images[i : i + REFERENCE_CHUNK], height, width) for i in chunks])
+
+    def one(image: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
+
+    large = images.shape[1] * images.shape[2] >= PARALLEL_RESIZE_PIXELS and len(images) > 1
+    return np.stack(list(_pool().map(one, images)) if large else [one(image) for image in images])
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="videorefer-bicubic")
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -55,7 +74,7 @@ def _coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
     support = _SUPPORT * filter_scale
     ksize = int(math.ceil(support)) * 2 + 1
     centre = (np.arange(out_size) + 0.5) * scale
-    first = np.trunc(centre - support + 0.5).astype(np.int64).clip(min=0)  # C's (int) truncates toward zero
+    first = np.trunc(centre - support + 0.5).astype(np.int64).clip(min=0)  # (int) in C: toward zero
     last = np.minimum(np.trunc(centre + support + 0.5).astype(np.int64), in_size)
     taps = last - first
     offsets = np.arange(ksize)
@@ -80,7 +99,8 @@ def _apply(images: np.ndarray, axis: int, first: np.ndarray, fixed: np.ndarray) 
     """One fixed-point pass along `axis` (1: vertical, 2: horizontal) with taps from `first` and weights `fixed`."""
     n_in = images.shape[axis]
     # int32 as in C: |sum| <= 2**21 + 255 * sum|weights| < 2**31 for the cubic's lobes.
-    acc = np.full(images.shape[:axis] + (len(first),) + images.shape[axis + 1 :], 1 << (_PRECISION_BITS - 1), dtype=np.int32)
+    out_shape = images.shape[:axis] + (len(first),) + images.shape[axis + 1 :]
+    acc = np.full(out_shape, 1 << (_PRECISION_BITS - 1), dtype=np.int32)
     shape = [1] * images.ndim
     shape[axis] = len(first)
     for k in range(fixed.shape[1]):  # a few taps; each step is one vectorised gather over all images

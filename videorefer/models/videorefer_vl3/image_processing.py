@@ -102,7 +102,8 @@ def preprocess_images(
     image_mean: tuple[float, ...] = IMAGE_MEAN,
     image_std: tuple[float, ...] = IMAGE_STD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images `(H_i, W_i, 3)` uint8 (a video: `(n, H, W, 3)`) -> `pixel_values (P, 588)` float32, `grid_thw (n, 3)` long.
+    """Images `(H_i, W_i, 3)` uint8 (a video: `(n, H, W, 3)`) -> `pixel_values (P, 588)` float32 and
+    `grid_thw (n, 3)` long.
 
     Each image is resized to `smart_resize(factor=14 * merge_size)` with (Pillow <= 12's) bicubic; same-size images
     (a video's frames) are resized, normalised and patchified together.
@@ -182,7 +183,8 @@ def crop_regions(images: np.ndarray, masks: np.ndarray) -> RegionCrops:
     crops, grids = [], []
     masks_u8 = torch.from_numpy(masks.view(np.uint8))
     for i in range(k):  # crops differ in size: one resize each
-        crops.append(cv2.resize(np.ascontiguousarray(images[i, r0[i] : r1[i], c0[i] : c1[i]]), (int(crop_w[i]), int(crop_h[i]))))
+        box_pixels = np.ascontiguousarray(images[i, r0[i] : r1[i], c0[i] : c1[i]])
+        crops.append(cv2.resize(box_pixels, (int(crop_w[i]), int(crop_h[i]))))  # INTER_LINEAR, as the official call
         box = masks_u8[i, r0[i] : r1[i], c0[i] : c1[i]]
         size = (int(crop_h[i]) // PATCH_SIZE, int(crop_w[i]) // PATCH_SIZE)
         grids.append(F.interpolate(box[None, None], size=size, mode="bilinear", align_corners=False)[0, 0])

@@ -24,8 +24,14 @@ from transformers import AutoProcessor, AutoTokenizer, BatchFeature, ProcessorMi
 from videorefer.prompts import IGNORE_LABEL, object_tag
 from videorefer.video_io import IMAGE_SUFFIXES, Video, VideoSource, load_video_by_fps
 
-from .configuration import KNOWN_ENCODER_PREPROCESSORS, VL3_IMAGE_TOKEN, VL3_REGION_TOKEN, VideoReferVL3Config, resolve_vision_path
-from .image_processing import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, crop_regions, pixel_budget, preprocess_images
+from .configuration import (
+    KNOWN_ENCODER_PREPROCESSORS,
+    VL3_IMAGE_TOKEN,
+    VL3_REGION_TOKEN,
+    VideoReferVL3Config,
+    resolve_vision_path,
+)
+from .image_processing import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, PATCH_SIZE, crop_regions, pixel_budget, preprocess_images
 from .inputs import MAX_REGION_TOKENS, VL3RegionInputs
 from .prompting import VL3Layout, region_conversation, render_conversation, render_prompt
 
@@ -89,7 +95,10 @@ class VideoReferVL3Processor(ProcessorMixin):
             encoder = config.get("vision_encoder") or config.get("mm_vision_encoder") or ""
             pre = _read_json(resolve_vision_path(encoder, path), "preprocessor_config.json") if encoder else None
             pre = pre or KNOWN_ENCODER_PREPROCESSORS.get(encoder, {})
-            settings = {"mm_max_length": config.get("mm_max_length", 10240), "spatial_merge_size": config.get("spatial_merge_size", 2)}
+            settings = {
+                "mm_max_length": config.get("mm_max_length", 10240),
+                "spatial_merge_size": config.get("spatial_merge_size", 2),
+            }
             settings.update({k: pre[k] for k in ("image_mean", "image_std") if k in pre})
         return cls(tokenizer, **settings)
 
@@ -180,7 +189,8 @@ class VideoReferVL3Processor(ProcessorMixin):
     def _check_counts(self, ids: list[int], layout: VL3Layout) -> None:
         regions = ids.count(self.region_token_id)
         if regions != sum(layout.tokens_per_mask):
-            raise ValueError(f"the text holds {regions} {VL3_REGION_TOKEN} tokens, the masks need {sum(layout.tokens_per_mask)}")
+            needed = sum(layout.tokens_per_mask)
+            raise ValueError(f"the text holds {regions} {VL3_REGION_TOKEN} tokens, the masks need {needed}")
 
     def _visual_inputs(
         self, video: Any, objects: Sequence[ObjectMasks], allow_empty: bool
@@ -233,7 +243,13 @@ class VideoReferVL3Processor(ProcessorMixin):
                 names.append(f"{object_tag(k)}'s mask on frame {f}")
         per_object = [len(obj) for obj in objects]
         if not masks:
-            empty = VL3RegionInputs([torch.zeros(0, dtype=torch.long)], torch.zeros(0, 588), torch.zeros(0, 3, dtype=torch.long), [], torch.tensor([0]))
+            empty = VL3RegionInputs(
+                masks_per_object=[torch.zeros(0, dtype=torch.long)],
+                pixel_values=torch.zeros(0, 3 * PATCH_SIZE**2),
+                grid_thw=torch.zeros(0, 3, dtype=torch.long),
+                mask_grids=[],
+                masks_per_sample=torch.tensor([0]),
+            )
             return empty, [], per_object
         crops = crop_regions(np.stack(images), np.stack(masks))
         cells = crops.cells
@@ -313,7 +329,8 @@ def _image_array(source: Any) -> np.ndarray:
 
 def _as_mask(value: Any, height: int, width: int) -> np.ndarray:
     """A mask (array, tensor, COCO RLE dict or polygon list) as a bool array."""
-    if isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple))):
+    polygons = isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple))
+    if isinstance(value, Mapping) or polygons:
         from videorefer.regions import decode_segmentation
 
         value = decode_segmentation(value, height, width)

@@ -17,7 +17,15 @@ from videorefer.prompts import OBJECT_TAG, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
 
 from .configuration import VL3_IMAGE_TOKEN, VL3_REGION_TOKEN
 
-__all__ = ["VL3Layout", "region_question", "region_conversation", "render_prompt", "render_conversation", "expand_regions", "DESCRIBE_PROMPT_VL3"]
+__all__ = [
+    "VL3Layout",
+    "region_question",
+    "region_conversation",
+    "render_prompt",
+    "render_conversation",
+    "expand_regions",
+    "DESCRIBE_PROMPT_VL3",
+]
 
 # The official VL3 Bench-D question (its evaluation script puts the video after the text).
 DESCRIBE_PROMPT_VL3 = "Please describe in detail the marked object <region> in the video.\n<video>"
@@ -109,7 +117,8 @@ def _first_user_content(text: str, visual: str) -> str:
     if VIDEO_PLACEHOLDER not in text:
         text = VIDEO_PLACEHOLDER + text
     if text.count(VIDEO_PLACEHOLDER) > 1:
-        raise ValueError(f"the question holds {text.count(VIDEO_PLACEHOLDER)} {VIDEO_PLACEHOLDER} placeholders; one video per request")
+        count = text.count(VIDEO_PLACEHOLDER)
+        raise ValueError(f"the question holds {count} {VIDEO_PLACEHOLDER} placeholders; one video per request")
     before, after = (piece.strip() for piece in text.split(VIDEO_PLACEHOLDER))
     return before + visual + after
 

@@ -305,6 +305,12 @@ def test_bad_questions_are_refused(processor, case, text, problem):
         processor(_as_array_video(raw, processor), text, objects)
 
 
+def test_question_errors_come_before_decoding(processor, case, tmp_path):
+    _, objects, _ = case
+    with pytest.raises(ValueError, match="1 <region> placeholders but 3 masks"):
+        processor(tmp_path / "not-decoded.mp4", "<object0><region>?", objects)
+
+
 def test_bad_masks_are_refused(processor, case):
     raw, objects, _ = case
     video = _as_array_video(raw, processor)

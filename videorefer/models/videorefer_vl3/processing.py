@@ -33,7 +33,7 @@ from .configuration import (
 )
 from .image_processing import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, PATCH_SIZE, crop_regions, pixel_budget, preprocess_images
 from .inputs import MAX_REGION_TOKENS, VL3RegionInputs
-from .prompting import VL3Layout, region_conversation, render_conversation, render_prompt
+from .prompting import VL3Layout, check_region_placeholders, region_conversation, render_conversation, render_prompt
 
 __all__ = ["VideoReferVL3Processor", "SAMPLING_FPS", "MAX_FRAMES"]
 
@@ -123,10 +123,19 @@ class VideoReferVL3Processor(ProcessorMixin):
         `text` names objects `<object0>`, ... and may already hold one `<region>` per mask (else they are listed
         first, see `prompting.region_question`); `history` holds earlier (question, answer) turns.
         """
+        question, turns = self._laid_out(text, history, objects)  # text errors before any decoding
         visual, layout = self._visual_inputs(video, objects, allow_empty_masks)
-        question, turns = region_conversation(text, history, layout.masks_per_object)
         ids = self._ids(render_prompt(question, turns, layout), layout)
         return self._feature(ids, None, visual, layout)
+
+    @staticmethod
+    def _laid_out(
+        text: str, history: Sequence[tuple[str, str]] | None, objects: Sequence[ObjectMasks]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        masks_per_object = [len(obj) for obj in objects]
+        question, turns = region_conversation(text, history, masks_per_object)
+        check_region_placeholders([user for user, _ in turns] + [question], sum(masks_per_object))
+        return question, turns
 
     def text_inputs(
         self, text: str, history: Sequence[tuple[str, str]] | None, layout: VL3Layout
@@ -150,9 +159,9 @@ class VideoReferVL3Processor(ProcessorMixin):
         """
         if not conversation:
             raise ValueError("the conversation has no turns")
-        visual, layout = self._visual_inputs(video, objects, allow_empty_masks)
-        question, turns = region_conversation(conversation[-1][0], conversation[:-1], layout.masks_per_object)
+        question, turns = self._laid_out(conversation[-1][0], conversation[:-1], objects)
         turns = [*turns, (question, conversation[-1][1])]
+        visual, layout = self._visual_inputs(video, objects, allow_empty_masks)
         full = render_conversation(turns, layout)
         # Split the full text at each answer: prompt pieces are ignored, answers (+ <|im_end|>) learnt.
         pieces, start = [], 0

@@ -24,6 +24,7 @@ __all__ = [
     "render_prompt",
     "render_conversation",
     "expand_regions",
+    "check_region_placeholders",
     "DESCRIBE_PROMPT_VL3",
 ]
 
@@ -93,15 +94,21 @@ def region_conversation(
     return question, history
 
 
-def expand_regions(texts: Sequence[str], tokens_per_mask: Sequence[int]) -> list[str]:
-    """Replace the `<region>`s of `texts` (in order, across texts) by `[` + `<REGION>` x n_k + `]`."""
+def check_region_placeholders(texts: Sequence[str], num_masks: int) -> list[str]:
+    """`texts` with v1-style `[<region>]` read as `<region>`; refuses a placeholder count other than `num_masks`."""
     texts = [_BRACKETED_REGION.sub(REGION_PLACEHOLDER, text) for text in texts]
     found = sum(text.count(REGION_PLACEHOLDER) for text in texts)
-    if found != len(tokens_per_mask):
+    if found != num_masks:
         raise ValueError(
-            f"the question has {found} {REGION_PLACEHOLDER} placeholders but {len(tokens_per_mask)} masks were given "
+            f"the question has {found} {REGION_PLACEHOLDER} placeholders but {num_masks} masks were given "
             "(one placeholder per mask: an object on several frames needs one per frame)"
         )
+    return texts
+
+
+def expand_regions(texts: Sequence[str], tokens_per_mask: Sequence[int]) -> list[str]:
+    """Replace the `<region>`s of `texts` (in order, across texts) by `[` + `<REGION>` x n_k + `]`."""
+    texts = check_region_placeholders(texts, len(tokens_per_mask))
     blocks = iter("[" + VL3_REGION_TOKEN * int(n) + "]" for n in tokens_per_mask)
     return [re.sub(re.escape(REGION_PLACEHOLDER), lambda _: next(blocks), text) for text in texts]
 

@@ -3,7 +3,8 @@
 * `smart_resize`: the official rule (multiples of `factor` by Python's half-to-even `round`, then into the pixel
   budget; sides shorter than `factor` are first scaled up to it). transformers' `video_llama_3.smart_resize` lacks
   that first step, so it is reimplemented here.
-* `preprocess_images`: PIL bicubic resize of uint8 frames (Pillow <= 12 semantics, see `_check_pillow`), x/255 in
+* `preprocess_images`: bicubic resize of uint8 frames with Pillow <= 12's pixels whatever Pillow is installed
+  (`videorefer.pil_bicubic`: Pillow 13 changed them by up to 17 grey levels), x/255 in
   float64 then float32, (x - 0.5) / 0.5, cut into 14x14 patches of 588 values `(C, 14, 14)`. Frames use the 2x2-grouped
   patch order (merge 2, factor 28); crops and images the raster order (merge 1, factor 14). This is what transformers'
   `VideoLlama3ImageProcessorPil` computes one image at a time; here a whole video is normalised and patchified at once.
@@ -17,10 +18,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import PIL
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from videorefer.pil_bicubic import resize_bicubic
 
 __all__ = [
     "PATCH_SIZE",
@@ -102,12 +102,12 @@ def preprocess_images(
     image_mean: tuple[float, ...] = IMAGE_MEAN,
     image_std: tuple[float, ...] = IMAGE_STD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images `(H_i, W_i, 3)` uint8 (a video: `(n, H, W, 3)`) -> `pixel_values (P, 588)` float32, `grid_thw (n, 3)` long.
+    """Images `(H_i, W_i, 3)` uint8 (a video: `(n, H, W, 3)`) -> `pixel_values (P, 588)` float32 and
+    `grid_thw (n, 3)` long.
 
-    Each image is resized to `smart_resize(factor=14 * merge_size)` with PIL bicubic; same-size images (a video's
-    frames) are normalised and patchified together.
+    Each image is resized to `smart_resize(factor=14 * merge_size)` with (Pillow <= 12's) bicubic; same-size images
+    (a video's frames) are resized, normalised and patchified together.
     """
-    _check_pillow()
     if isinstance(images, np.ndarray) and images.ndim == 4:
         groups = [images]
     else:
@@ -120,30 +120,12 @@ def preprocess_images(
         if group.ndim != 4 or group.shape[-1] != 3 or group.dtype != np.uint8:
             raise ValueError(f"images must be (H, W, 3) uint8, got {group.shape[1:]} {group.dtype}")
         height, width = smart_resize(group.shape[1], group.shape[2], factor, min_pixels, max_pixels)
-        resized = np.stack([_resize_bicubic(image, height, width) for image in group])
+        resized = resize_bicubic(group, height, width)
         # x/255 in float64 then float32, then (x - mean) / std in float32: the official order of roundings.
         scaled = (resized.astype(np.float64) * (1 / 255)).astype(np.float32).transpose(0, 3, 1, 2)
         patches.append(patchify((scaled - mean) / std, merge_size))
         grids.extend([[1, height // PATCH_SIZE, width // PATCH_SIZE]] * len(group))
     return torch.from_numpy(np.concatenate(patches)), torch.tensor(grids, dtype=torch.long)
-
-
-def _resize_bicubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    if image.shape[:2] == (height, width):
-        return image  # PIL returns an unchanged copy
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
-
-
-PAPER_ERA_PILLOW = 13  # Pillow 13 reordered the two bicubic passes: frames differ by up to 17 grey levels
-
-
-def _check_pillow() -> None:
-    major = int(PIL.__version__.split(".")[0])
-    if major >= PAPER_ERA_PILLOW:
-        raise RuntimeError(
-            f"Pillow {PIL.__version__} resizes frames differently from the Pillow <= 12 the VL3 checkpoints were "
-            "trained and evaluated with (up to 17 grey levels); install pillow<13"
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------- regions
@@ -201,7 +183,8 @@ def crop_regions(images: np.ndarray, masks: np.ndarray) -> RegionCrops:
     crops, grids = [], []
     masks_u8 = torch.from_numpy(masks.view(np.uint8))
     for i in range(k):  # crops differ in size: one resize each
-        crops.append(cv2.resize(np.ascontiguousarray(images[i, r0[i] : r1[i], c0[i] : c1[i]]), (int(crop_w[i]), int(crop_h[i]))))
+        box_pixels = np.ascontiguousarray(images[i, r0[i] : r1[i], c0[i] : c1[i]])
+        crops.append(cv2.resize(box_pixels, (int(crop_w[i]), int(crop_h[i]))))  # INTER_LINEAR, as the official call
         box = masks_u8[i, r0[i] : r1[i], c0[i] : c1[i]]
         size = (int(crop_h[i]) // PATCH_SIZE, int(crop_w[i]) // PATCH_SIZE)
         grids.append(F.interpolate(box[None, None], size=size, mode="bilinear", align_corners=False)[0, 0])

@@ -272,6 +272,14 @@ def test_parity_cli_recognises_vl3_and_notices_a_wrong_region_encoder(tmp_path, 
 
     assert main([str(folder)]) == 1
     assert "PARITY FAILED" in capsys.readouterr().out
+    # A processor difference is caught too: the official pixel values, nudged, no longer match ours.
+    shutil.copy(VL3_TINY / "model.safetensors", folder / "model.safetensors")
+    inputs = load_file(folder / "inputs.safetensors")
+    inputs["pixel_values_video"][0, 0] += 0.01
+    save_file(inputs, folder / "inputs.safetensors", metadata={"format": "pt"})
+    assert main([str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "pixel_values_video: max |diff| 0.01" in out and "PARITY FAILED" in out
     (folder / "outputs.safetensors").unlink()
     assert main([str(folder)]) == 2
     assert "not a parity folder" in capsys.readouterr().err

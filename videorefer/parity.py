@@ -167,17 +167,22 @@ def _model_type(folder: str | Path) -> str | None:
 
 
 def _main_vl3(folder: str | Path) -> int:
-    """VideoRefer-VL3 folders: the model's parity from the official processor's stored outputs."""
+    """VideoRefer-VL3 folders: our processor from the raw frames and masks, then our model from the official
+    processor's stored outputs (so a processor difference and a model difference are reported apart)."""
     from .models.videorefer_vl3.parity import report_lines, run_model_parity
+    from .models.videorefer_vl3.parity_processor import run_processor_parity
 
     try:
+        processor_report = run_processor_parity(folder)
         report = run_model_parity(folder)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f"error: {folder} is not a parity folder for VideoRefer-VL3: {error}", file=sys.stderr)
         return 2
+    print("\n".join(["processor (raw frames and masks -> inputs):", *processor_report.lines(), "model:"]))
     print("\n".join(report_lines(report)))
-    print(f"PARITY {'OK' if report['ok'] else 'FAILED'}")
-    return 0 if report["ok"] else 1
+    ok = processor_report.ok and report["ok"]
+    print(f"PARITY {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def _api(h: DemoHandlers, gpu: dict) -> None:
     buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **gpu)
     with gr.Column(visible=False):  # /find: objects by name (inputs after /ask's, so the four above keep their ids)
         phrase, track = gr.Textbox(label="phrase"), gr.Checkbox(value=False, label="track")
-        threshold = gr.Number(value=h.backend.settings.find_threshold, label="threshold", minimum=0, maximum=1)
+        threshold = gr.Number(value=h.backend.settings.find_threshold, label="threshold")  # 0..1, checked in find.py
         find_button = gr.Button(visible=False)
     find_button.click(h.api_find, [video, frame_index, phrase, track, threshold], regions_out, api_name="find", **gpu)
 

@@ -108,7 +108,8 @@ class DemoHandlers:
         else:
             gr.Info(f"Loaded {info.width}×{info.height}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}")
         return (
-            state, gr.update(maximum=max(n - 1, 1), value=0, interactive=n > 1), self._editor(state, 0), [],
+            state, gr.update(maximum=max(n - 1, 1), value=0, interactive=n > 1, visible=not is_image(info.path)),
+            self._editor(state, 0), [],
             *self._panel(state, 0),
         )
 
@@ -222,10 +223,15 @@ class DemoHandlers:
     @user_errors
     def on_find(self, phrase: str, threshold: float, track_them: bool, pos: float, state: DemoState | None,
                 progress=gr.Progress()):
-        """Add the objects matching the typed phrase on this frame (tracked when asked)."""
+        """Add the objects matching the typed phrase on this frame (tracked when asked). A miss or a bad phrase is a
+        warning, so that the frame and objects stay on screen (an error would blank the outputs)."""
         state = _need(state)
         report = lambda done, total: progress((done, total), desc="Tracking", unit="steps")  # noqa: E731
-        count = self._find(state, pos, phrase, threshold, bool(track_them), report)
+        try:
+            count = self._find(state, pos, phrase, threshold, bool(track_them), report)
+        except DemoError as error:
+            gr.Warning(str(error))
+            return state, *self._panel(state, pos)
         tracked = " and tracked them through the video" if track_them and len(state.frame_indices) > 1 else ""
         gr.Info(f"Found {count} object{'s' if count != 1 else ''} matching '{phrase.strip()}'{tracked}.")
         return state, *self._panel(state, pos)

@@ -40,8 +40,8 @@ def frames():
 def test_phrase_rules():
     assert check_phrase("  the   white\nrabbit. ") == "the white rabbit"
     assert check_phrase("x" * MAX_PHRASE_CHARS) == "x" * MAX_PHRASE_CHARS
-    for bad, match in [("", "empty"), ("  . ", "empty"), ("x" * (MAX_PHRASE_CHARS + 1), "81 characters; the limit is 80"),
-                       (None, "must be text")]:
+    too_long = "x" * (MAX_PHRASE_CHARS + 1)
+    for bad, match in [("", "empty"), ("  . ", "empty"), (too_long, "81 characters; the limit is 80"), (None, "text")]:
         with pytest.raises(ValueError, match=match):
             check_phrase(bad)
 
@@ -123,5 +123,6 @@ def test_found_objects_join_a_session_and_track(models, frames):
         assert session.prompts(obj.obj_id)[2].box.tolist() == pytest.approx(obj.box)
     tracked = session.propagate()
     assert all(sorted(tracked[o.obj_id]) == list(range(T)) for o in result.objects)
-    with pytest.raises(ValueError, match="frame_idx"):
-        finder.find(frames[2], "the rabbit", session=session, frame_idx=1)  # not that frame
+    for wrong in (1, None, T):  # another frame, none, out of range
+        with pytest.raises(ValueError, match="frame_idx"):
+            finder.find(frames[2], "the rabbit", session=session, frame_idx=wrong)

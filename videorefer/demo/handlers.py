@@ -103,10 +103,11 @@ class DemoHandlers:
         n = len(state.frame_indices)
         info = state.info
         saved = f" It has {len(state.saved_objects)} saved objects: press 'Use saved objects'." if state.saved_objects else ""
+        size = f"{info.width}×{info.height}"
+        loaded = f"Loaded {size}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}"
         if is_image(info.path):
-            gr.Info(f"Loaded the {info.width}×{info.height} image: click, draw a box, paint or find objects, then ask.")
-        else:
-            gr.Info(f"Loaded {info.width}×{info.height}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}")
+            loaded = f"Loaded the {size} image: click, draw a box, paint or find objects, then ask."
+        gr.Info(loaded)
         return (
             state, gr.update(maximum=max(n - 1, 1), value=0, interactive=n > 1, visible=not is_image(info.path)),
             self._editor(state, 0), [],
@@ -244,7 +245,7 @@ class DemoHandlers:
     @gpu
     def api_find(self, video: str | None, frame_index: float, phrase: str, track: bool, threshold: float | None
                  ) -> dict:
-        """Objects matching a noun phrase on one frame (tracked on request) → a regions document with box and score."""
+        """Objects matching a noun phrase on one frame (tracked on request) → regions with box and score each."""
         return find_api(self.backend, video, frame_index, phrase, track, threshold, self.limits)
 
     # ------------------------------------------------------------------------------------------------- chat

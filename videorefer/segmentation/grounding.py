@@ -182,8 +182,11 @@ class ObjectFinder:
         if limit < 1:
             raise ValueError(f"max_objects must be at least 1, got {limit}")
         frame = np.asarray(frame)
-        if session is not None and (frame_idx is None or not np.array_equal(session.frames[frame_idx], frame)):
-            raise ValueError("with a session, frame_idx must be given and be the index of `frame` in the session")
+        if session is not None:  # the masks come from the session's frame: it must be the frame searched
+            if not isinstance(frame_idx, (int, np.integer)) or not 0 <= frame_idx < session.num_frames or \
+                    not np.array_equal(session.frames[frame_idx], frame):
+                raise ValueError(f"with a session, frame_idx must be the index of `frame` in the session, got "
+                                 f"{frame_idx!r}")
         height, width = frame.shape[:2]
         detections = self.detector.detect(frame, phrases) if phrases else []
         results, prompts = [], {}  # prompts: (phrase index, box index) -> box

@@ -17,14 +17,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from videorefer.demo.backend import Backend, Settings, load_backend, parse_settings  # noqa: E402
+from videorefer.demo.limits import IMAGE_SUFFIXES  # noqa: E402
 from videorefer.demo.handlers import CLICK_LABELS, MODE_LABELS, DemoHandlers  # noqa: E402
 from videorefer.demo.overlay import legend_html  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 INSTRUCTIONS = """
-1. **Upload a video** or pick the example. Move the slider to any frame.
+1. **Upload a video** (or a photo) or pick the example. Move the slider to any frame.
 2. **Point at an object**: click on the frame (positive / negative clicks or two box corners), or paint it in the
-   *Brush* tab. Each object gets a colour and a tag: `<object0>`, `<object1>`, … Use **New object** for the next one.
+   *Brush* tab, or type its name and press **Find** (e.g. *the rabbit*, *every car*). Each object gets a colour and a
+   tag: `<object0>`, `<object1>`, … Use **New object** for the next one.
 3. **Track** the objects through the video (optional), then **ask** about them in the chat, e.g.
    *What is `<object0>` doing?*
 """
@@ -66,9 +68,17 @@ def build_demo(backend: Backend) -> gr.Blocks:
                                           elem_id="click-mode")
                     clear = gr.Button("Clear clicks on this frame", size="sm")
                 track = gr.Button("Track objects through the video", variant="primary", elem_id="track")
+                with gr.Row(visible=backend.finder is not None):  # Find by name (Grounding DINO + SAM 2.1)
+                    find_text = gr.Textbox(label="Find by name", placeholder="the rabbit, every car", scale=3,
+                                           elem_id="find-text")
+                    find_threshold = gr.Slider(0, 1, value=settings.find_threshold, step=0.01, scale=2,
+                                               label="Detection threshold", elem_id="find-threshold")
+                    find_track = gr.Checkbox(value=False, label="Track them", scale=1, elem_id="find-track")
+                    find = gr.Button("Find", scale=1, elem_id="find")
             with gr.Column(scale=2):
-                video = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif"],
-                                type="filepath", elem_id="video-upload")
+                video = gr.File(label="Video or image", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif",
+                                                                    *IMAGE_SUFFIXES], type="filepath",
+                                elem_id="video-upload")
                 gr.Examples([[str(path)] for path in sorted(EXAMPLES.glob("*.mp4"))], inputs=[video],
                             label="Example videos")
                 use_saved = gr.Button("Use saved objects (examples)", size="sm", elem_id="use-saved")
@@ -107,6 +117,9 @@ def build_demo(backend: Backend) -> gr.Blocks:
         remove.click(h.remove, [slider, state], [state, *panel], api_visibility="private")
         clear.click(h.clear_clicks, [slider, state], [state, *panel], api_visibility="private", **gpu)
         track.click(h.track, [slider, state], [state, *panel], api_visibility="private", **gpu)
+        for trigger in (find.click, find_text.submit):
+            trigger(h.on_find, [find_text, find_threshold, find_track, slider, state], [state, *panel],
+                    api_visibility="private", **gpu)
         for trigger in (send.click, question.submit):
             trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **gpu)
         stop.click(h.stop, [state], None, queue=False, api_visibility="private")
@@ -117,7 +130,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
 
 
 def _api(h: DemoHandlers, gpu: dict) -> None:
-    """The gradio_client endpoints /segment, /track, /describe and /ask (hidden components, documented in /?view=api)."""
+    """The gradio_client endpoints /segment, /track, /describe, /ask and /find (hidden components, documented in
+    /?view=api)."""
     with gr.Column(visible=False):
         video = gr.File(label="video")
         frame_index = gr.Number(label="frame_index", precision=0)
@@ -131,6 +145,11 @@ def _api(h: DemoHandlers, gpu: dict) -> None:
     buttons[1].click(h.api_track, [video, regions], regions_out, api_name="track", **gpu)
     buttons[2].click(h.api_describe, [video, regions, mode], text_out, api_name="describe", **gpu)
     buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **gpu)
+    with gr.Column(visible=False):  # /find: objects by name (inputs after /ask's, so the four above keep their ids)
+        phrase, track = gr.Textbox(label="phrase"), gr.Checkbox(value=False, label="track")
+        threshold = gr.Number(value=h.backend.settings.find_threshold, label="threshold")  # 0..1, checked in find.py
+        find_button = gr.Button(visible=False)
+    find_button.click(h.api_find, [video, frame_index, phrase, track, threshold], regions_out, api_name="find", **gpu)
 
 
 def launch(settings: Settings, backend: Backend | None = None, **kwargs) -> gr.Blocks:

@@ -61,9 +61,9 @@ def one(doc: dict, k: int) -> dict:
     return {**doc, "objects": [doc["objects"][k]]}
 
 
-def test_four_endpoints_are_named_and_documented(client):
+def test_endpoints_are_named_and_documented(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert names == {"/segment", "/track", "/describe", "/ask"}
+    assert names == {"/segment", "/track", "/describe", "/ask", "/find"}  # /find: tests/test_app_find_image.py
 
 
 def test_segment_track_describe_ask_on_the_example(client):

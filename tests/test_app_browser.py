@@ -107,3 +107,68 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             assert other.locator("#frame img").count() == 0  # nor the first visitor's video
         finally:
             browser.close()
+
+
+def test_find_by_name_and_image_mode_in_a_real_browser(server, tmp_path):
+    """Type a name and press Find (tiny mode: the default threshold finds boxes, 0.9 finds none); then upload a photo,
+    click on it and ask."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    bunny = Image.open(io.BytesIO(_first_frame_png())).resize((320, 180))
+    bunny.save(tmp_path / "photo.png")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            page.goto(server)
+            page.locator("#video-upload input[type=file]").set_input_files(str(ROOT / "examples" / "bigbuckbunny.mp4"))
+            expect(page.locator("#frame-caption")).to_contain_text("Frame 0 of 132", timeout=60_000)
+            find_text, threshold = page.locator("#find-text textarea, #find-text input").first, \
+                page.locator("#find-threshold input[type=number]")
+            threshold.fill("0.9")
+            threshold.press("Enter")
+            find_text.fill("unicorn")
+            page.locator("#find").click()
+            expect(page.get_by_text("no object matching 'unicorn' on this frame").first).to_be_visible(timeout=60_000)
+            expect(page.locator("#legend")).to_contain_text("No objects yet")
+            page.screenshot(path=str(tmp_path / "find-miss.png"), full_page=True)
+
+            before = _frame_pixels(page)
+            threshold.fill("0.35")
+            threshold.press("Enter")
+            find_text.fill("the rabbit")
+            page.locator("#find").click()
+            expect(page.locator("#legend")).to_contain_text("the rabbit", timeout=60_000)
+            expect(page.get_by_text("matching 'the rabbit'").first).to_be_visible(timeout=10_000)
+            page.wait_for_timeout(500)
+            changed = np.abs(_frame_pixels(page) - before).sum(-1) > 30
+            assert changed.mean() > 0.01, "no mask overlay appeared after Find"
+            page.screenshot(path=str(tmp_path / "find.png"), full_page=True)
+
+            photo = browser.new_context().new_page()  # a visitor with a photo
+            photo.set_viewport_size({"width": 1400, "height": 1700})
+            photo.goto(server)
+            photo.locator("#video-upload input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+            expect(photo.locator("#frame-caption")).to_contain_text("Image 320×180", timeout=60_000)
+            image = photo.locator("#frame img")
+            size = image.bounding_box()
+            image.click(position={"x": size["width"] * 0.37, "y": size["height"] * 0.53})
+            expect(photo.locator("#legend")).to_contain_text("<object0>", timeout=60_000)
+            photo.locator("#question textarea").fill("What is <object0>?")
+            photo.locator("#send").click()
+            expect(photo.locator("#chat")).to_contain_text("What is", timeout=60_000)
+            photo.wait_for_function(
+                "() => { const b = document.querySelectorAll('#chat .message.bot, #chat [data-testid=\"bot\"]');"
+                " return b.length && b[b.length - 1].innerText.trim().length > 1; }", timeout=60_000)
+            photo.screenshot(path=str(tmp_path / "image.png"), full_page=True)
+            print(f"screenshots: {tmp_path / 'find.png'} {tmp_path / 'find-miss.png'} {tmp_path / 'image.png'}")
+        finally:
+            browser.close()
+
+
+def _first_frame_png() -> bytes:
+    from videorefer.video_io import read_frames
+
+    buffer = io.BytesIO()
+    Image.fromarray(read_frames(str(ROOT / "examples" / "bigbuckbunny.mp4"), [60])[0]).save(buffer, format="PNG")
+    return buffer.getvalue()

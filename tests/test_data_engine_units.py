@@ -216,28 +216,31 @@ def test_local_vision_backend(tmp_path):
 # --------------------------------------------------------------------------------------------- segmentor
 def test_segmentor_records_drop_reasons(tmp_path):
     from train.data_engine.config import SegmentorConfig
-    from train.data_engine.segmentor import Detection, Segmentor
+    from train.data_engine.segmentor import Detections, Segmentor
     from videorefer.segmentation import Sam2Segmenter
     from videorefer.testing.tiny_sam2 import build_tiny_sam2
 
-    class StubDetector:
+    class StubDetector:  # boxes as the real detector gives them: clipped to the 64x48 frame
         def detect(self, image, nouns):
-            assert image.shape == (48, 64, 3)
-            return [Detection(None, 0.0, 0.2), Detection([70.0, 5.0, 90.0, 9.0], 0.9, 0.9),
-                    Detection([10.0, 8.0, 40.0, 30.0], 0.8, 0.8)]
+            assert image.shape == (48, 64, 3) and nouns == ["cat", "dog", "ball"]  # the over-long noun never ran
+            boxes = {"cat": [[1.0, 1.0, 20.0, 20.0]], "dog": [[64.0, 5.0, 64.0, 9.0]], "ball": [[10.0, 8.0, 40.0, 30.0]]}
+            scores = {"cat": [0.2], "dog": [0.9], "ball": [0.8]}
+            return [Detections(n, np.array(boxes[n], np.float32), np.array(scores[n], np.float32)) for n in nouns]
 
     segmenter = Sam2Segmenter.from_pretrained(build_tiny_sam2(tmp_path / "sam2"), device="cpu")
     frames = np.random.default_rng(0).integers(0, 255, (3, 48, 64, 3), dtype=np.uint8)
     config = SegmentorConfig(box_threshold=0.3, min_mask_fraction=0.0)
-    result = Segmentor(config, StubDetector(), segmenter).segment(frames, [0, 5, 10], ["cat", "dog", "ball"])
-    cat, dog, ball = result["objects"]
+    nouns = ["cat", "dog", "x" * 81, "ball"]
+    result = Segmentor(config, StubDetector(), segmenter).segment(frames, [0, 5, 10], nouns)
+    cat, dog, long, ball = result["objects"]
     assert result["key_frame"] == 5
     assert cat["status"] == "dropped" and "no box above box_threshold 0.3 (best score 0.200)" in cat["reason"]
-    assert dog["status"] == "dropped" and "degenerate box" in dog["reason"]
-    assert ball["status"] == "ok" and ball["box"] == [10.0, 8.0, 40.0, 30.0]
+    assert dog["status"] == "dropped" and "has no area in the frame" in dog["reason"]
+    assert long["status"] == "dropped" and "81 characters; the limit is 80" in long["reason"]
+    assert ball["status"] == "ok" and ball["box"] == [10.0, 8.0, 40.0, 30.0] and ball["score"] == 0.8
     assert sorted(ball["annotation"]) == ["0", "10", "5"]
     strict = Segmentor(SegmentorConfig(min_mask_fraction=1.0), StubDetector(), segmenter)
-    assert "mask too small" in strict.segment(frames, [0, 5, 10], ["cat", "dog", "ball"])["objects"][2]["reason"]
+    assert "mask too small" in strict.segment(frames, [0, 5, 10], nouns)["objects"][3]["reason"]
 
 
 # ------------------------------------------------------------------------------------------------ shards

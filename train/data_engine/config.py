@@ -63,7 +63,7 @@ class SegmentorConfig:
     detector: str = "IDEA-Research/grounding-dino-base"
     sam2: str = "facebook/sam2.1-hiera-large"
     box_threshold: float = 0.35
-    text_threshold: float = 0.25
+    text_threshold: float = 0.25  # unused since boxes are chosen by box_threshold alone (it only picked label words)
     key_frame: str = "middle"  # which sampled frame gets the box prompt: first | middle | last
     min_mask_fraction: float = 0.0005  # masks smaller than this fraction of the key frame are dropped
     device: str | None = None

@@ -14,11 +14,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 
 from videorefer.testing.http_server import serve
+from videorefer.testing.tiny_grounding_dino import build_tiny_grounding_dino  # re-exported: it moved there
 
 __all__ = ["build_tiny_grounding_dino", "build_tiny_vlm", "scripted_server", "Reply"]
-
-BASE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "a", "the", "of", "in", "on", "and"]
-
 
 IMAGE_TOKEN = "<image>"
 # ChatML whose user content may mix text and image parts (an image becomes one <image>, expanded by the processor).
@@ -60,44 +58,6 @@ def build_tiny_vlm(save_dir: str | os.PathLike, seed: int = 0, image_size: int =
     LlavaForConditionalGeneration(config).save_pretrained(save_dir)
     processor.save_pretrained(save_dir)
     return str(save_dir)
-
-
-def build_tiny_grounding_dino(save_dir: str | os.PathLike, words: list[str] = (), seed: int = 0,
-                              image_size: int = 98) -> str:
-    """Write a random tiny `GroundingDinoForObjectDetection` + processor (WordPiece vocab of `words`) and return
-    its path. Sizes follow transformers' own Grounding DINO unit tests."""
-    import torch
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordPiece
-    from tokenizers.normalizers import BertNormalizer
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-    from tokenizers.processors import TemplateProcessing
-    from transformers import (BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
-
-    vocab = BASE_VOCAB + sorted({w.lower() for text in words for w in text.split()} - set(BASE_VOCAB))
-    wordpiece = Tokenizer(WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    wordpiece.normalizer = BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = BertPreTokenizer()
-    wordpiece.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                                                  special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tokenizer = BertTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]",
-                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    swin = SwinConfig(window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                      image_size=image_size, out_indices=[2, 3, 4])
-    text = {"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
-            "intermediate_size": 8, "max_position_embeddings": 64, "vocab_size": len(vocab)}
-    config = GroundingDinoConfig(
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=8, decoder_ffn_dim=8, num_queries=10, num_feature_levels=4, encoder_n_points=2,
-        decoder_n_points=2, backbone_config=swin, max_text_len=32, text_config=text)
-    torch.manual_seed(seed)
-    model = GroundingDinoForObjectDetection(config).eval()
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size})
-    save_dir = os.fspath(save_dir)
-    model.save_pretrained(save_dir)
-    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(save_dir)
-    return save_dir
 
 
 #: `reply(body) -> (status, payload)`: payload is the reply text for status 200 (wrapped in an OpenAI response) or

@@ -9,6 +9,7 @@ Environment variables (the command-line flags override them):
 | `VIDEOREFER_SAM2` | `--sam2` | `facebook/sam2.1-hiera-large` |
 | `VIDEOREFER_DEVICE` | `--device` | `cuda` when available, else `cpu` |
 | `VIDEOREFER_TINY` | `--tiny` | off: random tiny models built in code, no download |
+| `VIDEOREFER_DETECTOR` | `--detector` | `IDEA-Research/grounding-dino-base` (*Find* by name; `none`: no Find) |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable, Sequence
 from .limits import Limits
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"  # as the data engine's Segmentor
 QUANTIZATIONS = ("none", "8bit", "4bit")
 
 
@@ -47,6 +49,8 @@ class Settings:
     port: int = 7860
     max_new_tokens: int = 512
     limits: Limits = field(default_factory=Limits)
+    detector: str = DEFAULT_DETECTOR  # Grounding DINO for Find by name ("none": the page has no Find)
+    find_threshold: float = 0.35  # the Find box threshold the page starts with and /find uses by default
 
 
 def _env_flag(name: str) -> bool:
@@ -67,6 +71,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--detector", default=env("VIDEOREFER_DETECTOR", DEFAULT_DETECTOR),
+                        help="Grounding DINO id or folder for Find by name ('none' to leave Find out)")
+    parser.add_argument("--find-threshold", type=float, default=Settings.find_threshold)
     parser.add_argument("--max-file-mb", type=float, default=base.max_file_mb)
     parser.add_argument("--max-seconds", type=float, default=base.max_seconds)
     parser.add_argument("--scrub-frames", type=int, default=base.scrub_frames)
@@ -75,6 +82,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     return Settings(
         model=args.model, quantization=args.quantization, sam2=args.sam2, device=args.device, tiny=args.tiny,
         host=args.host, port=args.port, max_new_tokens=args.max_new_tokens, limits=limits,
+        detector=args.detector, find_threshold=args.find_threshold,
     )
 
 
@@ -86,6 +94,7 @@ class Backend:
     segmenter: Any  # videorefer.segmentation.Sam2Segmenter
     settings: Settings
     label: str
+    finder: Any = None  # videorefer.segmentation.ObjectFinder (Find by name), None when no detector is configured
 
     @property
     def tiny(self) -> bool:
@@ -125,4 +134,21 @@ def load_backend(settings: Settings) -> Backend:
     model = VideoRefer.from_pretrained(model_id, quantization=quantization, device=settings.device)
     model.generation_defaults["max_new_tokens"] = 48 if settings.tiny else settings.max_new_tokens
     segmenter = Sam2Segmenter.from_pretrained(sam2_id, device=settings.device)
-    return Backend(model=model, segmenter=segmenter, settings=settings, label=label)
+    backend = Backend(model=model, segmenter=segmenter, settings=settings, label=label)
+    backend.finder = _load_finder(settings, segmenter, folder if settings.tiny else None)
+    return backend
+
+
+def _load_finder(settings: Settings, segmenter: Any, tiny_folder: str | None) -> Any:
+    """Grounding DINO + the shared SAM 2.1 for Find by name (a random tiny Grounding DINO in tiny mode)."""
+    from videorefer.segmentation import GroundingDinoDetector, ObjectFinder
+
+    if settings.detector.strip().lower() == "none":
+        return None
+    detector_id = settings.detector
+    if tiny_folder is not None:
+        from videorefer.testing.tiny_grounding_dino import build_tiny_grounding_dino
+
+        detector_id = build_tiny_grounding_dino(os.path.join(tiny_folder, "grounding-dino"))
+    detector = GroundingDinoDetector.from_pretrained(detector_id, device=settings.device)
+    return ObjectFinder(detector, segmenter, threshold=settings.find_threshold, max_objects=settings.limits.max_objects)

@@ -14,9 +14,10 @@ import numpy as np
 
 from videorefer.api import DESCRIBE_PROMPT
 from videorefer.regions import mask_to_rle, objects_from_json, objects_to_json
-from videorefer.video_io import read_frames, sample_frame_indices
+from videorefer.video_io import sample_frame_indices
 
 from .backend import Backend
+from .image_mode import read_frames  # images too (one-frame videos)
 from .limits import DemoError, Limits, VideoInfo, check_question, check_video
 from .service import ask_stream, decoded_frame_indices, model_errors, regions_for_model
 

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from . import endpoints, service
+from .find import find_api, find_in_state
+from .image_mode import is_image
 from .backend import Backend, gpu
 from .limits import DemoError
 from .overlay import colour_tags, display_size, legend_html
@@ -101,9 +103,14 @@ class DemoHandlers:
         n = len(state.frame_indices)
         info = state.info
         saved = f" It has {len(state.saved_objects)} saved objects: press 'Use saved objects'." if state.saved_objects else ""
-        gr.Info(f"Loaded {info.width}×{info.height}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}")
+        size = f"{info.width}×{info.height}"
+        loaded = f"Loaded {size}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}"
+        if is_image(info.path):
+            loaded = f"Loaded the {size} image: click, draw a box, paint or find objects, then ask."
+        gr.Info(loaded)
         return (
-            state, gr.update(maximum=max(n - 1, 1), value=0, interactive=n > 1), self._editor(state, 0), [],
+            state, gr.update(maximum=max(n - 1, 1), value=0, interactive=n > 1, visible=not is_image(info.path)),
+            self._editor(state, 0), [],
             *self._panel(state, 0),
         )
 
@@ -212,6 +219,34 @@ class DemoHandlers:
     @gpu
     def _track(self, state: DemoState, report: Callable[[int, int], None]) -> None:
         service.track(self.backend, state, report)
+
+    # ------------------------------------------------------------------------------------------ find by name
+    @user_errors
+    def on_find(self, phrase: str, threshold: float, track_them: bool, pos: float, state: DemoState | None,
+                progress=gr.Progress()):
+        """Add the objects matching the typed phrase on this frame (tracked when asked). A miss or a bad phrase is a
+        warning, so that the frame and objects stay on screen (an error would blank the outputs)."""
+        state = _need(state)
+        report = lambda done, total: progress((done, total), desc="Tracking", unit="steps")  # noqa: E731
+        try:
+            count = self._find(state, pos, phrase, threshold, bool(track_them), report)
+        except DemoError as error:
+            gr.Warning(str(error))
+            return state, *self._panel(state, pos)
+        tracked = " and tracked them through the video" if track_them and len(state.frame_indices) > 1 else ""
+        gr.Info(f"Found {count} object{'s' if count != 1 else ''} matching '{phrase.strip()}'{tracked}.")
+        return state, *self._panel(state, pos)
+
+    @gpu
+    def _find(self, state: DemoState, pos: float, phrase: str, threshold: float, track_them: bool, report) -> int:
+        return find_in_state(self.backend, state, pos, phrase, threshold, track_them, self.limits, report)
+
+    @user_errors
+    @gpu
+    def api_find(self, video: str | None, frame_index: float, phrase: str, track: bool, threshold: float | None
+                 ) -> dict:
+        """Objects matching a noun phrase on one frame (tracked on request) → regions with box and score each."""
+        return find_api(self.backend, video, frame_index, phrase, track, threshold, self.limits)
 
     # ------------------------------------------------------------------------------------------------- chat
     def _messages(self, state: DemoState, pending: tuple[str, str] | None = None) -> list[dict]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # image mode: a one-frame video (image_mode.py)
+MAX_IMAGE_SIDE = 4096  # pixels on an image's longer side (a 16 MP photo fits; SAM 2 and the model resize far below)
 OBJECT_TAG = re.compile(r"<object(\d+)>")
 
 
@@ -36,7 +38,9 @@ class Limits:
         return (
             f"**Limits:** {', '.join(s.lstrip('.') for s in VIDEO_SUFFIXES)} · up to {self.max_file_mb:g} MB · "
             f"up to {self.max_seconds:g} s · up to {self.max_long_side}×{self.max_short_side} px · "
-            f"{self.scrub_frames} frames are sampled for pointing and tracking · up to {self.max_objects} objects · "
+            f"{self.scrub_frames} frames are sampled for pointing and tracking · "
+            f"images: {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} up to {MAX_IMAGE_SIDE} px · "
+            f"up to {self.max_objects} objects · "
             f"questions up to {self.max_question_chars} characters."
         )
 
@@ -65,9 +69,14 @@ def check_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
     file = Path(path)
     if not file.is_file():
         raise DemoError("The video file could not be found; please upload it again.")
+    from .image_mode import check_image  # an image is a one-frame video
+
+    if file.suffix.lower() in IMAGE_SUFFIXES:
+        return check_image(file, limits)
     if file.suffix.lower() not in VIDEO_SUFFIXES:
         raise DemoError(
-            f"'{file.name}' is not a supported video: use one of {', '.join(VIDEO_SUFFIXES)}."
+            f"'{file.name}' is not a supported video: use one of {', '.join(VIDEO_SUFFIXES)} "
+            f"(or an image: {', '.join(IMAGE_SUFFIXES)})."
         )
     size_mb = file.stat().st_size / 1e6
     if size_mb > limits.max_file_mb:

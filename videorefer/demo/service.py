@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from videorefer.regions import select_object_frames
-from videorefer.video_io import read_frames, sample_frame_indices
+from videorefer.video_io import sample_frame_indices
 
 from .backend import Backend
+from .image_mode import ask_image_stream, is_image, read_frames  # images: one-frame videos
 from .limits import DemoError, Limits, _short, check_question, check_video
 from .overlay import render_overlay
 from .state import DemoObject, DemoState, FramePrompt
@@ -91,7 +92,9 @@ def add_saved_objects(state: DemoState, limits: Limits) -> int:
 
 
 def frame_caption(state: DemoState, pos: int) -> str:
-    """'Frame 60 of 132 (2.40 s)' for slider position `pos`."""
+    """'Frame 60 of 132 (2.40 s)' for slider position `pos` ('Image 640×480' for an image)."""
+    if is_image(state.info.path):
+        return f"Image {state.info.width}×{state.info.height}"
     raw = state.frame_indices[state.clamp(pos)]
     when = f" ({raw / state.info.fps:.2f} s)" if state.info.fps else ""
     return f"Frame {raw} of {state.info.total_frames}{when}"
@@ -312,6 +315,9 @@ def ask_stream(
 ) -> Iterator[str]:
     """Stream the growing answer; model failures become `DemoError`."""
     with model_errors():
+        if is_image(video):  # one function for images, where a family answering them natively plugs in
+            yield from ask_image_stream(backend, video, regions, question, history, stop_event)
+            return
         yield from backend.model.ask_stream(
             video, list(regions), question, history=list(history) or None, stop_event=stop_event
         )

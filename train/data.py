@@ -28,7 +28,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from transformers import BatchFeature
 
-from videorefer.models.videorefer_qwen2.configuration import REGION_TOKEN, VIDEO_PLACEHOLDER
+from videorefer.models.videorefer_qwen2.configuration import REGION_TOKEN
+from videorefer.prompts import IGNORE_LABEL, VIDEO_PLACEHOLDER
 from videorefer.models.videorefer_qwen2.processing import VideoReferProcessor
 from videorefer.regions import annotation_to_objects
 from videorefer.video_io import load_video
@@ -191,7 +192,7 @@ class VideoReferDataset(Dataset):
 
 
 class VideoReferCollator:
-    """Pads a list of dataset items into one batch (right padding; labels padded with -100)."""
+    """Pads a list of dataset items into one batch (right padding; labels padded with `IGNORE_LABEL`)."""
 
     def __init__(self, processor: VideoReferProcessor):
         self.processor = processor
@@ -203,4 +204,4 @@ class VideoReferCollator:
 
 def count_label_tokens(batch: Mapping[str, torch.Tensor]) -> int:
     """Tokens that count in the loss (for token-weighted comparisons)."""
-    return int((batch["labels"][:, 1:] != -100).sum())
+    return int((batch["labels"][:, 1:] != IGNORE_LABEL).sum())

@@ -12,12 +12,14 @@ from typing import Any
 
 from transformers import Qwen2Config, SiglipVisionConfig
 
+from ...prompts import REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
+
 __all__ = ["VideoReferQwen2Config", "VIDEO_TOKEN_INDEX", "REGION_TOKEN", "VIDEO_PLACEHOLDER"]
 
 # The official code marks the video in input ids with a negative placeholder id, replaced by the video tokens.
 VIDEO_TOKEN_INDEX = -201
-VIDEO_PLACEHOLDER = "<video>"
-REGION_TOKEN = "<region>"
+# VideoRefer-7B's tokenizer has the region placeholder itself as a token: one `<region>` token per object.
+REGION_TOKEN = REGION_PLACEHOLDER
 
 
 class VideoReferQwen2Config(Qwen2Config):

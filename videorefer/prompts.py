@@ -18,19 +18,28 @@ from typing import Sequence
 
 __all__ = [
     "OBJECT_TAG", "REGION_PLACEHOLDER", "VIDEO_PLACEHOLDER", "DESCRIBE_PROMPT", "IGNORE_LABEL", "object_tag",
-    "UnknownObjectError", "check_object_tags", "region_question", "region_conversation",
+    "UnknownObjectError", "check_object_tags", "region_question", "region_conversation", "describe_question",
+    "SHORT_DESCRIBE_PROMPT",
 ]
 
 OBJECT_TAG = re.compile(r"<object(\d+)>")
 REGION_PLACEHOLDER = "<region>"
 VIDEO_PLACEHOLDER = "<video>"
 DESCRIBE_PROMPT = "Please give a detailed description of the highlighted object [<region>] in the video."
+# The short-caption variant the data engine trains on (VideoRefer-700K has detailed and short captions).
+SHORT_DESCRIBE_PROMPT = DESCRIBE_PROMPT.replace("a detailed description", "a short description")
 IGNORE_LABEL = -100
 
 
 def object_tag(index: int) -> str:
     """`<objectK>`: how prompts and answers name object K."""
     return f"<object{index}>"
+
+
+def describe_question(index: int) -> str:
+    """`DESCRIBE_PROMPT` about `<objectK>` in a conversation about several objects (the demo's Describe button):
+    the same words, the object named by its tag where `DESCRIBE_PROMPT` has its region placeholder."""
+    return DESCRIBE_PROMPT.replace(f"[{REGION_PLACEHOLDER}]", object_tag(index))
 
 
 class UnknownObjectError(ValueError):

@@ -46,10 +46,9 @@ def test_auto_classes_load_and_round_trip_a_tiny_checkpoint(tiny_checkpoint, tmp
     again = processor_again(video, "What is <object0> [<region>]?", [{2: mask}])
     assert torch.equal(first["input_ids"], again["input_ids"])
     assert torch.equal(first["pixel_values"], again["pixel_values"])
-    visual = {key: first[key] for key in processor.visual_keys}
+    inputs = {key: first[key] for key in ("input_ids", "attention_mask", *processor.visual_keys)}
     with torch.no_grad():
-        logits = model(input_ids=first["input_ids"], attention_mask=first["attention_mask"], **visual).logits
-        logits_again = model_again(input_ids=first["input_ids"], attention_mask=first["attention_mask"], **visual).logits
+        logits, logits_again = model(**inputs).logits, model_again(**inputs).logits
     assert torch.equal(logits, logits_again)
 
 

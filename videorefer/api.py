@@ -28,11 +28,11 @@ from . import models  # noqa: F401  (registers every family)
 from .families import family_for_checkpoint
 from .prompts import DESCRIBE_PROMPT, region_conversation
 from .region_inputs import RegionInputs
+from .regions import ObjectMasks
 from .video_io import Video, VideoSource
 
-__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID", "ObjectMasks"]
+__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID"]
 
-ObjectMasks = Mapping[int, Any]  # raw frame index -> (H, W) mask: array, tensor, COCO RLE dict or polygon list
 DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-7B"
 QUANTIZATIONS = (None, "none", "8bit", "4bit")
 
@@ -286,7 +286,9 @@ class VideoRefer:
                 decoded = self.processor.load_video(video, frames_needed, **frames)
                 if source_key is not None:
                     self.cache.put(video_key, decoded)
-            inputs = self.processor(decoded, text, regions, history=history, allow_empty_masks=allow_empty_masks, **frames)
+            inputs = self.processor(
+                decoded, text, regions, history=history, allow_empty_masks=allow_empty_masks, **frames
+            )
             visual = self.encode(inputs)
             if visual_key:
                 if hasattr(visual, "frame_features"):
@@ -339,7 +341,8 @@ class VideoRefer:
             for video, regions, question in items
         ]
         batch = self.processor.collate(singles, padding_side="left")
-        inputs = {key: self._to_device(batch[key]) for key in ("input_ids", "attention_mask", *self.processor.visual_keys)}
+        keys = ("input_ids", "attention_mask", *self.processor.visual_keys)
+        inputs = {key: self._to_device(batch[key]) for key in keys}
         with torch.inference_mode():
             ids = self.model.generate(**inputs, **self._generation(generation))
         return [self.processor.decode(row) for row in ids]

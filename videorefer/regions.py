@@ -21,6 +21,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 Object = dict[int, np.ndarray]
+# What the model side accepts as an object: raw frame index -> (H, W) mask as an array, tensor, COCO RLE dict or
+# COCO polygon list (decoded with `decode_segmentation`).
+ObjectMasks = Mapping[int, Any]
 
 __all__ = [
     "mask_to_rle",
@@ -32,6 +35,8 @@ __all__ = [
     "objects_from_json",
     "select_object_frames",
     "FRAME_MODES",
+    "Object",
+    "ObjectMasks",
 ]
 
 JSON_FORMAT = "videorefer-regions"

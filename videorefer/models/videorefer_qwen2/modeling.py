@@ -176,7 +176,8 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
             masks.append(torch.repeat_interleave(attention_mask[i], lengths, output_size=total))
             if labels is not None:
                 special = torch.repeat_interleave(is_video | is_region, lengths, output_size=total)
-                label_rows.append(torch.repeat_interleave(labels[i], lengths, output_size=total).masked_fill(special, IGNORE_LABEL))
+                spread = torch.repeat_interleave(labels[i], lengths, output_size=total)
+                label_rows.append(spread.masked_fill(special, IGNORE_LABEL))
         longest = max(r.shape[0] for r in rows)
 
         def pad(x: torch.Tensor, value) -> torch.Tensor:

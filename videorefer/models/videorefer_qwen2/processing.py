@@ -27,15 +27,15 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
-from ...prompts import IGNORE_LABEL, region_conversation, region_question
+from ...prompts import IGNORE_LABEL
+from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video
 from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .inputs import PooledRegionInputs
 from .vision import KNOWN_VISION_TOWERS, resolve_vision_path
 
-__all__ = ["VideoReferProcessor", "ObjectMasks", "region_question", "region_conversation"]
+__all__ = ["VideoReferProcessor"]
 
-ObjectMasks = Mapping[int, Any]  # raw frame index -> (H, W) mask: array, tensor, COCO RLE dict or polygon list
 TOWER_PREPROCESSOR_FILE = "preprocessor_config.json"  # the vision tower's (SigLIP's) image settings
 SETTINGS = ("image_size", "image_mean", "image_std", "num_frames")
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
@@ -138,8 +138,8 @@ class VideoReferProcessor(ProcessorMixin):
     ) -> BatchFeature:
         """Inputs for one question about `objects` (each: frame index -> mask) in `video`.
 
-        `text` is the user's question with one `<region>` per object (see `region_question`); `history` holds
-        earlier (question, answer) turns. Returns a batch of one; see `collate` for more.
+        `text` is the user's question with one `<region>` per object (see `videorefer.prompts.region_question`);
+        `history` holds earlier (question, answer) turns. Returns a batch of one; see `collate` for more.
         """
         ids = self.tokenize(self.build_prompt(text, history))
         return self._with_visual_inputs(ids, None, video, objects, num_frames, allow_empty_masks)
@@ -291,8 +291,6 @@ class VideoReferProcessor(ProcessorMixin):
 def _as_mask(value: Any, height: int, width: int) -> np.ndarray:
     """A mask given as an array / tensor, a COCO RLE dict or a COCO polygon list, as an array."""
     if isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple))):
-        from ...regions import decode_segmentation
-
         return decode_segmentation(value, None if isinstance(value, Mapping) else height, None if isinstance(value, Mapping) else width)
     return np.asarray(value)
 

@@ -111,3 +111,13 @@ def test_ask_batch_gives_the_answers_of_single_questions(tiny_videorefer):
     together = tiny_videorefer.ask_batch(items, **settings)
     alone = [tiny_videorefer.ask(video, regions, question, **settings) for video, regions, question in items]
     assert together == alone
+
+
+def test_a_bfloat16_model_takes_float32_pixels_and_extra_frames(tiny_checkpoint):
+    """The API hands pixels over in the processor's float32; the model casts them (sampled and extra frames alike)."""
+    vr = VideoRefer.from_pretrained(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
+    video, mask = square_video(frames=20)
+    inputs = vr.processor(video, "What is <object0> [<region>]?", [{f: mask for f in range(20)}])
+    assert inputs["region_inputs"].extra_frames[0].shape[0] > 0 and inputs["pixel_values"].dtype == torch.float32
+    visual = vr.encode(inputs)
+    assert visual.video_tokens.dtype == torch.bfloat16 and visual.object_tokens[0].shape[0] == 4

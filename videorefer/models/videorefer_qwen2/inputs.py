@@ -43,8 +43,10 @@ class PooledRegionInputs(RegionInputs):
                 f"{len(self.masks)}, mask_frames {len(self.mask_frames)}, extra_frames {len(self.extra_frames)}"
             )
         for i, (masks, frames, counts) in enumerate(zip(self.masks, self.mask_frames, self.masks_per_object)):
-            if masks.shape[0] != frames.shape[0] or masks.shape[0] != int(counts.sum()):
+            # The sum is checked where it is free (on the CPU, where processors build these), not after a move.
+            counted = int(counts.sum()) if counts.device.type == "cpu" else masks.shape[0]
+            if masks.shape[0] != frames.shape[0] or masks.shape[0] != counted:
                 raise ValueError(
                     f"sample {i}: {masks.shape[0]} masks, {frames.shape[0]} mask frames and "
-                    f"{int(counts.sum())} masks counted over its objects must agree"
+                    f"{counted} masks counted over its objects must agree"
                 )

@@ -55,6 +55,12 @@ class VideoReferQwen2Config(Qwen2Config):
         super().__init__(**kwargs)
         self._check_supported()
 
+    @property
+    def region_id(self) -> int:
+        """Id of `<region>`: `region_token_index` once known, else the last row of the vocabulary (the official
+        tokenizer setup adds `<region>` last)."""
+        return self.vocab_size - 1 if self.region_token_index is None else self.region_token_index
+
     def _check_supported(self) -> None:
         if self.mm_projector_type != "stc_connector_v35":
             raise ValueError(f"mm_projector_type {self.mm_projector_type!r} is not supported (only 'stc_connector_v35')")

@@ -81,9 +81,8 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
 
     @property
     def region_token_index(self) -> int:
-        """Id of `<region>`: the official tokenizer setup adds it last, so it is the last row of the vocabulary."""
-        index = self.config.region_token_index
-        return self.config.vocab_size - 1 if index is None else index
+        """Id of `<region>` (see `VideoReferQwen2Config.region_id`)."""
+        return self.config.region_id
 
     # ------------------------------------------------------------------ vision side
     def encode_visual(

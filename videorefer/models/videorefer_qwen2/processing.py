@@ -87,11 +87,10 @@ class VideoReferProcessor(ProcessorMixin):
         if missing:
             kwargs.update({k: v for k, v in _official_settings(path, config, hub).items() if k in missing})
         processor = super().from_pretrained(path, **kwargs)
-        expected = config.vocab_size - 1 if config.region_token_index is None else config.region_token_index
-        if processor.region_token_index != expected:
+        if processor.region_token_index != config.region_id:
             raise ValueError(
                 f"the tokenizer's {REGION_TOKEN} id {processor.region_token_index} differs from the model's "
-                f"{expected}: tokenizer and weights come from different checkpoints"
+                f"{config.region_id}: tokenizer and weights come from different checkpoints"
             )
         return processor
 

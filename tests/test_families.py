@@ -121,3 +121,15 @@ def test_a_bfloat16_model_takes_float32_pixels_and_extra_frames(tiny_checkpoint)
     assert inputs["region_inputs"].extra_frames[0].shape[0] > 0 and inputs["pixel_values"].dtype == torch.float32
     visual = vr.encode(inputs)
     assert visual.video_tokens.dtype == torch.bfloat16 and visual.object_tokens[0].shape[0] == 4
+
+
+def test_objects_given_as_rle_are_not_mistaken_for_each_other(tiny_videorefer):
+    from videorefer.regions import mask_to_rle
+
+    video, mask = square_video()
+    other = np.zeros_like(mask)
+    other[20:36, 2:12] = True
+    first = tiny_videorefer.prepare(video, [{3: mask_to_rle(mask)}], "What is <object0>?")
+    second = tiny_videorefer.prepare(video, [{3: mask_to_rle(other)}], "What is <object0>?")
+    assert second["visual_features"] is not first["visual_features"]
+    assert not torch.equal(second["visual_features"].object_tokens[0], first["visual_features"].object_tokens[0])

@@ -15,6 +15,7 @@ key/value cache of the shared prompt prefix (`PrefixCache`), so only the new tok
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -194,10 +195,15 @@ def _source_key(video: VideoSource | Video) -> str | None:
 
 
 def _objects_key(objects: Sequence[ObjectMasks]) -> str:
+    """A digest of the objects' masks; a mask given as COCO RLE or polygons is digested in that form."""
     digest = hashlib.blake2b(digest_size=16)
     for k, obj in enumerate(objects):
         for frame in sorted(obj):
-            mask = np.ascontiguousarray(np.asarray(obj[frame], dtype=bool))
+            value = obj[frame]
+            if isinstance(value, (Mapping, list, tuple)):
+                digest.update(f"{k}:{frame}:coco:{json.dumps(value, sort_keys=True, default=str)}".encode())
+                continue
+            mask = np.ascontiguousarray(np.asarray(value, dtype=bool))
             digest.update(f"{k}:{frame}:{mask.shape}".encode())
             digest.update(np.packbits(mask).tobytes())
     return digest.hexdigest()

@@ -325,9 +325,14 @@ class VideoRefer:
         inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
         return self.processor.decode(self.generate(inputs, **generation)[0])
 
+    @property
+    def describe_prompt(self) -> str:
+        """The family's official captioning question: its processor's `describe_prompt`, else `DESCRIBE_PROMPT`."""
+        return getattr(self.processor, "describe_prompt", DESCRIBE_PROMPT)
+
     def describe(self, video: VideoSource | Video, region: ObjectMasks, **kwargs: Any) -> str:
-        """A detailed description of one object, with the official captioning prompt (`DESCRIBE_PROMPT`)."""
-        return self.ask(video, [region], DESCRIBE_PROMPT, **kwargs)
+        """A detailed description of one object, with the family's official captioning question."""
+        return self.ask(video, [region], self.describe_prompt, **kwargs)
 
     def ask_batch(
         self,

@@ -27,7 +27,7 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
-from ...prompts import IGNORE_LABEL
+from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL
 from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video
 from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
@@ -50,6 +50,8 @@ class VideoReferProcessor(ProcessorMixin):
 
     # What goes to the model's vision side (`encode_visual`, `prepare_multimodal_inputs`, forward / generate).
     visual_keys = ("pixel_values", "region_inputs")
+    # The official captioning / Bench-D question of this family.
+    describe_prompt = DESCRIBE_PROMPT
 
     def __init__(
         self,
@@ -258,8 +260,7 @@ class VideoReferProcessor(ProcessorMixin):
     def collate(self, features: Sequence[Mapping[str, Any]], padding_side: str = "left") -> BatchFeature:
         """Batch single-sample inputs: pads ids (and `labels` if present), joins the region inputs.
 
-        Left padding for generation, right padding for training. The per-sample `layout` is not kept: a batch is
-        generated or trained on, never followed up.
+        Left padding for generation, right padding for training; `layout` becomes the list of the samples' layouts.
         """
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -277,6 +278,7 @@ class VideoReferProcessor(ProcessorMixin):
             "attention_mask": torch.stack([pad(f["attention_mask"][0], 0) for f in features]),
             "pixel_values": torch.cat([f["pixel_values"] for f in features]),
             "region_inputs": PooledRegionInputs.collate([f["region_inputs"] for f in features]),
+            "layout": [f["layout"] for f in features],
         }
         if all("labels" in f for f in features):
             batch["labels"] = torch.stack([pad(f["labels"][0], IGNORE_LABEL) for f in features])

@@ -20,11 +20,12 @@ from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_benc
                           run_command, runner_parser)
 from bench.judge import DIMENSIONS, JudgeClient, judge_predictions
 from videorefer.data.jsonl import latest_by_id, read_jsonl
+from videorefer.prompts import DESCRIBE_PROMPT
 
 QUESTION_FILE = "VideoRefer-Bench-D.json"
 VIDEO_SUBFOLDER = "Panda-70M-part"
 REQUIRED_FIELDS = {"id": (int, str), "video": str, "caption": str, "frame_idx": (int, str), "annotation": list}
-PROMPT = "Please give a detailed description of the highlighted object [<region>] in the video."
+PROMPT = DESCRIBE_PROMPT  # the official Bench-D question
 
 # Published scores, arXiv 2501.00599 Table 1, also in the official benchmark README (PixelRefer repo,
 # VideoRefer/benchmark/README.md): SC, AD, TD, HD, average.

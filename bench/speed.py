@@ -136,7 +136,7 @@ def bench_decode(repeats: int) -> list[dict]:
 def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objects_counts=(1, 4),
                static: bool = False) -> list[dict]:
     """Time to first token (vision + prefill), decode tokens/s and a follow-up, with peak memory."""
-    from videorefer.models.videorefer_qwen2.processing import region_question
+    from videorefer.prompts import region_question
     from videorefer.video_io import Video
 
     rng = np.random.default_rng(0)
@@ -153,10 +153,10 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
 
         def run(max_new_tokens: int, fresh_video: bool, question: str = question, history=None) -> None:
             if fresh_video:  # nothing cached: frames, vision tower, object encoder, prefill
-                vr.cache = type(vr.cache)(vr.cache.size)
+                vr.clear_caches()
             vr.prefix_cache.clear()
             prepared = vr.prepare(video, objects, question, history=history)
-            vr._generate(prepared, {**settings, "max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens})
+            vr.generate(prepared, **settings, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
 
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -167,10 +167,10 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
 
         def model_only() -> None:
             vr.prefix_cache.clear()
-            visual = vr._model().encode_visual(*vr._visual_args(inputs))
+            visual = vr.encode(inputs)
             prepared = dict(input_ids=inputs["input_ids"].to(vr.device), attention_mask=inputs["attention_mask"].to(vr.device),
                             visual_features=visual)
-            vr._generate(prepared, {**settings, "max_new_tokens": 1})
+            vr.generate(prepared, **settings, max_new_tokens=1)
 
         with torch.inference_mode():
             model_ttft = median_time(model_only, device, repeats, warmup=1)
@@ -180,16 +180,16 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
         # Follow-up: the previous answer is in the history; visual tokens and the prompt's key/value cache are reused.
         vr.prefix_cache.clear()
         prepared = vr.prepare(video, objects, question)
-        ids = vr._generate(prepared, {**settings, "max_new_tokens": 16, "min_new_tokens": 16})
+        ids = vr.generate(prepared, **settings, max_new_tokens=16, min_new_tokens=16)
         history = [(question, vr.processor.decode(ids[0]))]
-        state = (vr.prefix_cache.embeds, vr.prefix_cache.cache)
+        state = vr.prefix_cache.snapshot()
 
         def restore_conversation() -> None:  # what a user's previous question left behind (not part of the timing)
-            vr.prefix_cache.embeds, vr.prefix_cache.cache = state[0], _copy_cache(state[1])
+            vr.prefix_cache.restore(state)
 
         def follow_up() -> None:
             prepared = vr.prepare(video, objects, "And what happens next?", history=history)
-            vr._generate(prepared, {**settings, "max_new_tokens": 1})
+            vr.generate(prepared, **settings, max_new_tokens=1)
 
         t_follow = median_time(follow_up, device, repeats, warmup=1, setup=restore_conversation)
         reused = vr.prefix_cache.reused_tokens
@@ -200,12 +200,6 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
                          follow_up_ttft_ms=t_follow * 1e3, follow_up_reused_positions=reused, peak_gib=peak,
                          static_cache=static))
     return rows
-
-
-def _copy_cache(cache):
-    import copy
-
-    return copy.deepcopy(cache)
 
 
 def load_tiny(device: str):

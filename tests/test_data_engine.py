@@ -15,6 +15,7 @@ import pytest
 
 from train.data_engine.cli import main
 from train.data_engine.testing import build_tiny_grounding_dino, scripted_server
+from videorefer.prompts import IGNORE_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTIONS = {
@@ -192,7 +193,7 @@ def test_output_loads_in_training_dataset_and_applies_review(clean_run, tiny_vid
     assert len(dataset) == len(samples)
     for i in range(len(dataset)):
         item = dataset[i]
-        assert (item["labels"] != -100).any() and item["masks_per_object"] == [4]
+        assert (item["labels"] != IGNORE_LABEL).any() and item["region_inputs"].masks_per_object[0].tolist() == [4]
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["review"]["keep_rate"] == pytest.approx(3 / 4)
     assert report["stages"]["analyze"]["videos"] == {"ok": 2, "failed": 1}

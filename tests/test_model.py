@@ -10,6 +10,7 @@ import torch
 
 from videorefer import VideoRefer, VideoReferQwen2ForCausalLM, VideoReferProcessor, region_question
 from videorefer.api import load_model_and_processor
+from videorefer.prompts import IGNORE_LABEL
 
 
 def moving_square_video(frames: int = 12, h: int = 48, w: int = 64, seed: int = 0):
@@ -60,14 +61,15 @@ def test_labels_are_spliced_and_visual_positions_ignored(model_and_processor):
     model, processor = model_and_processor
     inputs = sample_inputs(processor, 0, 1, "What is <object0> doing?")
     labels = inputs["input_ids"].clone()
-    labels[labels < 0] = -100
+    labels[labels < 0] = IGNORE_LABEL
     with torch.no_grad():
         out = model(**inputs, labels=labels)
     assert torch.isfinite(out.loss)
-    embeds, _, _, spliced = model.prepare_multimodal_inputs(**{k: v for k, v in inputs.items()}, labels=labels)
+    visual = {key: inputs[key] for key in processor.visual_keys}
+    embeds, _, _, spliced = model.prepare_multimodal_inputs(inputs["input_ids"], inputs["attention_mask"], labels, **visual)
     assert spliced.shape[:2] == embeds.shape[:2]
     n_visual = embeds.shape[1] - inputs["input_ids"].shape[1] + 2  # video + one object, placeholders replaced
-    assert int((spliced == -100).sum()) == n_visual
+    assert int((spliced == IGNORE_LABEL).sum()) == n_visual
 
 
 def test_describe_ask_and_stream_agree(tiny_videorefer):
@@ -122,7 +124,7 @@ def test_mask_size_frame_range_and_empty_mask(model_and_processor):
     with pytest.raises(ValueError, match="mask on frame 2 is empty"):
         processor(video, "[<region>]", [{2: np.zeros_like(masks[0])}])
     inputs = processor(video, "[<region>]", [{2: np.zeros_like(masks[0])}], allow_empty_masks=True)
-    assert inputs["region_masks"][0].sum() == 0
+    assert inputs["region_inputs"].masks[0].sum() == 0
 
 
 def test_undecodable_and_empty_videos(model_and_processor, tmp_path):
@@ -203,8 +205,8 @@ def test_masks_as_rle_and_polygons_equal_arrays(model_and_processor):
     as_array = processor(video, "[<region>]", [{4: square}])
     as_rle = processor(video, "[<region>]", [{4: mask_to_rle(square)}])
     as_polygon = processor(video, "[<region>]", [{4: polygon}])
-    assert torch.equal(as_rle["region_masks"][0], as_array["region_masks"][0])
-    overlap = (as_polygon["region_masks"][0].bool() & as_array["region_masks"][0].bool()).sum()
+    assert torch.equal(as_rle["region_inputs"].masks[0], as_array["region_inputs"].masks[0])
+    overlap = (as_polygon["region_inputs"].masks[0].bool() & as_array["region_inputs"].masks[0].bool()).sum()
     assert overlap >= 0.9 * square.sum()  # polygon rasterisation may differ on the border
     with pytest.raises(ValueError):
         processor(video, "[<region>]", [{4: {"size": [48, 64], "counts": "not rle!"}}])

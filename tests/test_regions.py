@@ -216,8 +216,12 @@ def test_select_object_frames():
         select_object_frames(obj, "single", frame_index=3)
     with pytest.raises(ValueError, match="empty"):
         select_object_frames(obj, "single", frame_index=6)
-    with pytest.raises(ValueError, match="sampled frames"):
-        select_object_frames(obj, "multi", sampled_frames=[0, 6, 7])
+    # No mask on the sampled frames: all its masks (the model decodes them as extra frames).
+    assert list(select_object_frames(obj, "multi", sampled_frames=[0, 6, 7])) == [1, 4, 9]
+    # auto: multi when masks lie on several frames, single when on one (an empty mask does not count).
+    assert list(select_object_frames(obj, "auto", sampled_frames=[9, 4])) == [4, 9]
+    assert list(select_object_frames({6: empty, 9: big}, "auto", sampled_frames=[0, 1])) == [9]
+    assert list(select_object_frames(obj, "auto", frame_index=1, sampled_frames=[9, 4])) == [4, 9]
     with pytest.raises(ValueError, match="no masks"):
         select_object_frames({}, "single")
     with pytest.raises(ValueError, match="empty"):

@@ -14,6 +14,7 @@ from PIL import Image
 from train.data import VideoReferCollator, VideoReferDataset
 from videorefer.models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM
 from videorefer.models.videorefer_qwen2.processing import VideoReferProcessor
+from videorefer.prompts import IGNORE_LABEL
 from videorefer.regions import decode_segmentation, mask_to_rle
 from videorefer.video_io import sample_frame_indices
 
@@ -70,16 +71,17 @@ def test_loads_rle_polygon_null_and_frame_folders(processor, frame_folder):
     data = VideoReferDataset([sample()], processor, data_folder=frame_folder.parent, num_frames=num_frames)
     item = data[0]
     assert item["pixel_values"].shape == (1, num_frames, 3, processor.image_size, processor.image_size)
-    assert item["masks_per_object"][0].tolist() == [2, 1]  # the null frame is left out
-    masks = item["region_masks"][0].bool().numpy()
+    regions = item["region_inputs"]
+    assert regions.masks_per_object[0].tolist() == [2, 1]  # the null frame is left out
+    masks = regions.masks[0].bool().numpy()
     assert np.array_equal(masks[0], box(2, 10, 4, 12))  # RLE
     polygon = decode_segmentation(sample()["annotation"][0]["7"]["segmentation"], H, W)
     assert polygon[10, 25] and not polygon[20, 25] and np.array_equal(masks[1], polygon)  # polygon
     assert np.array_equal(masks[2], box(20, 30, 25, 35))
     # Frame 3 is decoded as an extra frame (row t + 0), frames 7 and 12 are the sampled frames they are.
-    assert item["region_frames"][0].tolist() == [num_frames + 0, sampled.index(7), sampled.index(12)]
+    assert regions.mask_frames[0].tolist() == [num_frames + 0, sampled.index(7), sampled.index(12)]
     extra = processor.preprocess_frames(np.full((1, H, W, 3), 30, np.uint8))
-    assert torch.allclose(item["region_pixel_values"][0], extra)
+    assert torch.allclose(regions.extra_frames[0], extra)
     assert int((item["input_ids"] == processor.region_token_index).sum()) == 2
 
 
@@ -91,7 +93,7 @@ def test_video_files_and_json_files(processor, tmp_path):
     path = tmp_path / "train.json"
     path.write_text(json.dumps([sample(video="clip.mp4", height=H, width=W)]))
     item = VideoReferDataset(path, processor, num_frames=4)[0]  # relative to the JSON file's folder
-    assert torch.allclose(item["region_pixel_values"][0], processor.preprocess_frames(frames[3:4]))
+    assert torch.allclose(item["region_inputs"].extra_frames[0], processor.preprocess_frames(frames[3:4]))
 
 
 def test_region_count_mismatch_names_the_sample_or_is_skipped(processor, frame_folder, caplog):
@@ -116,7 +118,7 @@ def test_errors_while_loading_name_the_sample(processor, frame_folder):
 def test_labels_cover_only_assistant_turns(processor, frame_folder):
     item = VideoReferDataset([sample()], processor, data_folder=frame_folder.parent, num_frames=4)[0]
     ids, labels = item["input_ids"][0], item["labels"][0]
-    kept = labels != -100
+    kept = labels != IGNORE_LABEL
     assert torch.equal(labels[kept], ids[kept])
     assert processor.tokenizer.decode(ids[kept]) == "It waits.<|im_end|>It moves.<|im_end|>"
     # Two contiguous spans, each right after the assistant header: the prompts are those inference builds.
@@ -139,12 +141,12 @@ def test_batch_of_two_matches_two_singles(processor, frame_folder, tiny_checkpoi
     batch = collate([data[0], data[1]])
     lengths = [data[0]["input_ids"].shape[1], data[1]["input_ids"].shape[1]]
     assert lengths[0] != lengths[1]  # padding is exercised
-    assert (batch["labels"][1, lengths[1]:] == -100).all() and (batch["attention_mask"][1, lengths[1]:] == 0).all()
+    assert (batch["labels"][1, lengths[1]:] == IGNORE_LABEL).all() and (batch["attention_mask"][1, lengths[1]:] == 0).all()
     model = VideoReferQwen2ForCausalLM.from_pretrained(tiny_checkpoint).eval()
     with torch.no_grad():
         singles = [model(**collate([data[i]])) for i in range(2)]
         joint = model(**batch)
-    counts = [int((data[i]["labels"][0, 1:] != -100).sum()) for i in range(2)]
+    counts = [int((data[i]["labels"][0, 1:] != IGNORE_LABEL).sum()) for i in range(2)]
     # The loss is the mean over label tokens: the batch's loss is the token-weighted mean of the singles'.
     expected = sum(s.loss * n for s, n in zip(singles, counts)) / sum(counts)
     assert torch.allclose(joint.loss, expected, atol=1e-5)

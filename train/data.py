@@ -8,10 +8,10 @@ A sample (one JSON object of a list, or one line of a JSONL file) is::
      "annotation": [{"12": {"segmentation": RLE | polygon | null}, ...}, ...],   # one dict per <region>, in order
      "height": 720, "width": 1280}                 # optional; polygons use them (else the video's size)
 
-Everything model-specific goes through `VideoReferProcessor`: frames are sampled with `videorefer.video_io.load_video`
-(the union of annotated frames decoded as extra frames for the object encoder), masks decoded with
+Everything model-specific goes through the model family's processor: frames are sampled with `processor.load_video`
+(the union of annotated frames decoded as extra frames for the region encoder), masks decoded with
 `videorefer.regions.annotation_to_objects`, the prompt built with the chat template and labels kept only on assistant
-turns (`VideoReferProcessor.build_training_example`). `VideoReferCollator` pads with `processor.collate`.
+turns (`processor.build_training_example`). `VideoReferCollator` pads with `processor.collate`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from transformers import BatchFeature
 
-from videorefer.models.videorefer_qwen2.configuration import REGION_TOKEN, VIDEO_PLACEHOLDER
-from videorefer.models.videorefer_qwen2.processing import VideoReferProcessor
+from videorefer.prompts import IGNORE_LABEL, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
 from videorefer.regions import annotation_to_objects
-from videorefer.video_io import load_video
 
 __all__ = ["VideoReferDataset", "VideoReferCollator", "load_samples", "ON_MISMATCH"]
 
@@ -88,7 +86,7 @@ def conversation_turns(sample: Mapping[str, Any], name: str) -> list[tuple[str, 
 
 
 def count_regions(sample: Mapping[str, Any]) -> int:
-    return sum(str(m.get("value", "")).count(REGION_TOKEN) for m in sample.get("conversations") or [])
+    return sum(str(m.get("value", "")).count(REGION_PLACEHOLDER) for m in sample.get("conversations") or [])
 
 
 def annotated_frames(annotation: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -116,7 +114,7 @@ class VideoReferDataset(Dataset):
     def __init__(
         self,
         data_path: str | os.PathLike | Sequence[str | os.PathLike] | list[dict],
-        processor: VideoReferProcessor,
+        processor: Any,
         data_folder: str | os.PathLike | None = None,
         num_frames: int | None = None,
         on_mismatch: str = "error",
@@ -141,9 +139,9 @@ class VideoReferDataset(Dataset):
             if n_regions != n_objects:
                 if on_mismatch == "error":
                     raise ValueError(
-                        f"{name}: the conversation has {n_regions} {REGION_TOKEN} tokens but the annotation has "
-                        f"{n_objects} objects; each object needs exactly one {REGION_TOKEN} (set on_mismatch='skip' "
-                        f"to leave such samples out)"
+                        f"{name}: the conversation has {n_regions} {REGION_PLACEHOLDER} tokens but the annotation "
+                        f"has {n_objects} objects; each object needs exactly one {REGION_PLACEHOLDER} (set "
+                        f"on_mismatch='skip' to leave such samples out)"
                     )
                 self.skipped += 1
                 continue
@@ -152,7 +150,7 @@ class VideoReferDataset(Dataset):
         if self.skipped:
             logger.warning(
                 "skipped %d of %d samples whose %s count differs from their number of objects",
-                self.skipped, len(samples), REGION_TOKEN,
+                self.skipped, len(samples), REGION_PLACEHOLDER,
             )
         if not self.samples:
             raise ValueError("no usable training samples")
@@ -179,11 +177,12 @@ class VideoReferDataset(Dataset):
             annotation = sample.get("annotation") or []
             source = self._source(sample, name)
             # Decode first (sampled + annotated frames in one pass) so polygons can use the video's own size.
-            video = load_video(source, self.num_frames or self.processor.num_frames, annotated_frames(annotation))
+            frames = {"num_frames": self.num_frames} if self.num_frames else {}
+            video = self.processor.load_video(source, annotated_frames(annotation), **frames)
             height = int(sample.get("height") or video.height)
             width = int(sample.get("width") or video.width)
             objects = annotation_to_objects(annotation, height, width, num_frames=video.total_frames)
-            return self.processor.build_training_example(video, turns, objects, num_frames=self.num_frames)
+            return self.processor.build_training_example(video, turns, objects, **frames)
         except ValueError as error:
             if str(error).startswith(name):
                 raise
@@ -191,9 +190,9 @@ class VideoReferDataset(Dataset):
 
 
 class VideoReferCollator:
-    """Pads a list of dataset items into one batch (right padding; labels padded with -100)."""
+    """Pads a list of dataset items into one batch (right padding; labels padded with `IGNORE_LABEL`)."""
 
-    def __init__(self, processor: VideoReferProcessor):
+    def __init__(self, processor: Any):
         self.processor = processor
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -203,4 +202,4 @@ class VideoReferCollator:
 
 def count_label_tokens(batch: Mapping[str, torch.Tensor]) -> int:
     """Tokens that count in the loss (for token-weighted comparisons)."""
-    return int((batch["labels"][:, 1:] != -100).sum())
+    return int((batch["labels"][:, 1:] != IGNORE_LABEL).sum())

@@ -1,17 +1,21 @@
-"""The high-level API: load a published checkpoint and ask about objects in a video.
+"""The high-level API: load a published checkpoint of any registered family and ask about objects in a video.
 
     from videorefer import VideoRefer
     vr = VideoRefer.from_pretrained("DAMO-NLP-SG/VideoRefer-7B", quantization="4bit")
     vr.describe("video.mp4", {0: mask})                       # one object: frame index -> (H, W) mask
     vr.ask("video.mp4", [obj_a, obj_b], "What is <object0> doing to <object1>?")
 
-Follow-up questions about the same video and objects reuse the decoded frames and the visual tokens (see
-`VisualCache`), so only the language model runs again.
+The checkpoint's `model_type` picks the family (`videorefer.families`); everything here goes through the family
+contract (the processor's `load_video`, `__call__`, `text_inputs`, `collate`, `decode`, `visual_keys`; the model's
+`encode_visual`, `prepare_multimodal_inputs`, `generate`, `full_precision_modules`). Follow-up questions about the
+same video and objects reuse the decoded frames and the visual features (see `VisualCache`), and the language model's
+key/value cache of the shared prompt prefix (`PrefixCache`), so only the new tokens run again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -21,16 +25,16 @@ import numpy as np
 import torch
 from transformers import BitsAndBytesConfig, TextIteratorStreamer
 
-from .models.videorefer_qwen2.configuration import VideoReferQwen2Config
-from .models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM, VisualFeatures
-from .models.videorefer_qwen2.processing import ObjectMasks, VideoReferProcessor, region_conversation
-from .video_io import Video, VideoSource, load_video
+from . import models  # noqa: F401  (registers every family)
+from .families import family_for_checkpoint
+from .prompts import DESCRIBE_PROMPT, region_conversation
+from .region_inputs import RegionInputs
+from .regions import ObjectMasks
+from .video_io import Video, VideoSource
 
-__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID", "DESCRIBE_PROMPT"]
+__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID"]
 
 DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-7B"
-# The official Bench-D / captioning prompt.
-DESCRIBE_PROMPT = "Please give a detailed description of the highlighted object [<region>] in the video."
 QUANTIZATIONS = (None, "none", "8bit", "4bit")
 
 
@@ -47,11 +51,12 @@ def load_model_and_processor(
     adapter: str | os.PathLike | None = None,
     attn_implementation: str | None = None,
     **hub_kwargs: Any,
-) -> tuple[VideoReferQwen2ForCausalLM, VideoReferProcessor]:
+) -> tuple[Any, Any]:
     """Load a checkpoint in the official layout (a folder or a Hub id), optionally quantised and with a peft adapter.
 
-    Quantisation (bitsandbytes `8bit` / `4bit`) applies to the language model's linear layers; the vision tower,
-    connector, object encoder and output layer stay in `dtype`.
+    The config's `model_type` picks the family (`ValueError` naming the supported ones for any other). Quantisation
+    (bitsandbytes `8bit` / `4bit`) applies to the language model's linear layers; the family's
+    `full_precision_modules` (vision side, region encoder, output layer) stay in `dtype`.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of none, 8bit, 4bit; got {quantization!r}")
@@ -67,12 +72,13 @@ def load_model_and_processor(
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    config = VideoReferQwen2Config.from_pretrained(path, **hub_kwargs)
+    family = family_for_checkpoint(path, **hub_kwargs)
+    config = family.config_class.from_pretrained(path, **hub_kwargs)
     kwargs: dict[str, Any] = dict(config=config, dtype=dtype, **hub_kwargs)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization in ("8bit", "4bit"):
-        skip = VideoReferQwen2ForCausalLM.full_precision_modules
+        skip = list(family.model_class.full_precision_modules)
         kwargs["quantization_config"] = (
             BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
             if quantization == "8bit"
@@ -84,7 +90,7 @@ def load_model_and_processor(
         kwargs["device_map"] = device_map or {"": device}
     elif device_map is not None:
         kwargs["device_map"] = device_map
-    model = VideoReferQwen2ForCausalLM.from_pretrained(path, **kwargs)
+    model = family.model_class.from_pretrained(path, **kwargs)
     if "device_map" not in kwargs:
         model.to(device)
     if adapter is not None:
@@ -92,12 +98,7 @@ def load_model_and_processor(
 
         model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
-    processor = VideoReferProcessor.from_pretrained(path, config=model.config, **hub_kwargs)
-    if processor.region_token_index != model.region_token_index:
-        raise ValueError(
-            f"the tokenizer's <region> id {processor.region_token_index} differs from the model's "
-            f"{model.region_token_index}: tokenizer and weights come from different checkpoints"
-        )
+    processor = family.processor_class.from_pretrained(path, **hub_kwargs)
     return model, processor
 
 
@@ -166,6 +167,20 @@ class PrefixCache:
             self.embeds = torch.cat([embeds[0], answer_embeds])
             self.cache = cache
 
+    def snapshot(self) -> tuple[torch.Tensor | None, Any]:
+        """A copy of the stored conversation (embeddings and key/value cache), for `restore`."""
+        import copy
+
+        with self.lock:
+            return self.embeds, copy.deepcopy(self.cache)
+
+    def restore(self, snapshot: tuple[torch.Tensor | None, Any]) -> None:
+        """Put back what `snapshot` took (a copy of it: the snapshot can be restored again)."""
+        import copy
+
+        with self.lock:
+            self.embeds, self.cache = snapshot[0], copy.deepcopy(snapshot[1])
+
 
 def _source_key(video: VideoSource | Video) -> str | None:
     """A key for a video that stays the same across calls, or None when it cannot be had cheaply."""
@@ -180,19 +195,25 @@ def _source_key(video: VideoSource | Video) -> str | None:
 
 
 def _objects_key(objects: Sequence[ObjectMasks]) -> str:
+    """A digest of the objects' masks; a mask given as COCO RLE or polygons is digested in that form."""
     digest = hashlib.blake2b(digest_size=16)
     for k, obj in enumerate(objects):
         for frame in sorted(obj):
-            mask = np.ascontiguousarray(np.asarray(obj[frame], dtype=bool))
+            value = obj[frame]
+            if isinstance(value, (Mapping, list, tuple)):
+                digest.update(f"{k}:{frame}:coco:{json.dumps(value, sort_keys=True, default=str)}".encode())
+                continue
+            mask = np.ascontiguousarray(np.asarray(value, dtype=bool))
             digest.update(f"{k}:{frame}:{mask.shape}".encode())
             digest.update(np.packbits(mask).tobytes())
     return digest.hexdigest()
 
 
 class VideoRefer:
-    """A loaded model + processor with the questions people ask: `describe`, `ask`, `ask_stream`."""
+    """A loaded model + processor of any family with the questions people ask: `describe`, `ask`, `ask_stream`,
+    `ask_batch`; and the steps they are made of (`prepare`, `encode`, `generate`) for tools that time or batch them."""
 
-    def __init__(self, model: VideoReferQwen2ForCausalLM, processor: VideoReferProcessor, cache_size: int = 4):
+    def __init__(self, model: Any, processor: Any, cache_size: int = 4):
         self.model = model
         self.processor = processor
         self.cache = VisualCache(cache_size)
@@ -201,15 +222,44 @@ class VideoRefer:
         self.generation_defaults: dict[str, Any] = dict(do_sample=False, max_new_tokens=512)
 
     @classmethod
-    def from_pretrained(cls, model_id: str | os.PathLike = DEFAULT_MODEL_ID, **kwargs: Any) -> "VideoRefer":
-        """See `load_model_and_processor` for the arguments (quantization, device, device_map, dtype, adapter)."""
-        return cls(*load_model_and_processor(model_id, **kwargs))
+    def from_pretrained(
+        cls,
+        model_id: str | os.PathLike = DEFAULT_MODEL_ID,
+        quantization: str | None = None,
+        adapter: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> "VideoRefer":
+        """Load any registered family's checkpoint (its config's `model_type` decides); see
+        `load_model_and_processor` for the other arguments (device, device_map, dtype, attn_implementation)."""
+        return cls(*load_model_and_processor(model_id, quantization=quantization, adapter=adapter, **kwargs))
 
     @property
     def device(self) -> torch.device:
         return next(p for p in self.model.parameters()).device
 
+    @property
+    def base_model(self) -> Any:
+        """The family's model, under a peft wrapper if there is one."""
+        model = self.model
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def clear_caches(self) -> None:
+        """Forget decoded videos, visual features and the last conversation's key/value cache."""
+        self.cache = VisualCache(self.cache.size)
+        self.prefix_cache.clear()
+
     # ------------------------------------------------------------------ inputs
+    def encode(self, inputs: Mapping[str, Any]) -> Any:
+        """The model's visual features of a processor output (`processor(video, text, objects)` or `collate`)."""
+        visual_inputs = {key: self._to_device(inputs[key]) for key in self.processor.visual_keys}
+        with torch.inference_mode():
+            return self.base_model.encode_visual(**visual_inputs)
+
+    def _to_device(self, value: Any) -> Any:
+        if isinstance(value, (torch.Tensor, RegionInputs)):
+            return value.to(self.device)  # the model casts pixels to its own dtype
+        return value
+
     def prepare(
         self,
         video: VideoSource | Video,
@@ -219,56 +269,42 @@ class VideoRefer:
         num_frames: int | None = None,
         allow_empty_masks: bool = False,
     ) -> dict[str, Any]:
-        """Model inputs for a question; reuses cached frames and visual tokens of the same video and regions.
+        """Model inputs for a question: `input_ids`, `attention_mask` `(1, L)` and `visual_features`.
 
-        `allow_empty_masks` lets an all-zero mask through (its pooled feature is zero), as the official benchmark
-        code does for annotations whose segmentation is null; by default an empty mask is an error.
+        Reuses cached frames and visual features of the same video and regions. `allow_empty_masks` lets an all-zero
+        mask through (its pooled feature is zero), as the official benchmark code does for annotations whose
+        segmentation is null; by default an empty mask is an error. `num_frames` overrides the family's frame count.
         """
         text, history = region_conversation(question, history, len(regions))
+        frames = {"num_frames": num_frames} if num_frames else {}
         source_key = _source_key(video)
-        num_frames = num_frames or self.processor.num_frames
-        visual_key = f"visual:{source_key}:{num_frames}:{_objects_key(regions)}" if source_key else None
-        visual: VisualFeatures | None = self.cache.get(visual_key) if visual_key else None
-        if visual is not None:  # a follow-up: neither frames nor masks are processed again
-            inputs = self.processor.text_inputs(text, history, len(regions))
+        frame_count = num_frames or getattr(self.processor, "num_frames", None)
+        visual_key = f"visual:{source_key}:{frame_count}:{_objects_key(regions)}" if source_key else None
+        cached = self.cache.get(visual_key) if visual_key else None
+        if cached is not None:  # a follow-up: neither frames nor masks are processed again
+            visual, layout = cached
+            inputs = self.processor.text_inputs(text, history, layout)
         else:
             frames_needed = sorted({int(f) for obj in regions for f in obj})
-            video_key = f"video:{source_key}:{num_frames}:{frames_needed}"
+            video_key = f"video:{source_key}:{frame_count}:{frames_needed}"
             decoded = self.cache.get(video_key) if source_key else None
             if decoded is None:
-                decoded = load_video(video, num_frames, extra_frame_indices=frames_needed)
+                decoded = self.processor.load_video(video, frames_needed, **frames)
                 if source_key is not None:
                     self.cache.put(video_key, decoded)
             inputs = self.processor(
-                decoded, text, regions, history=history, num_frames=num_frames, allow_empty_masks=allow_empty_masks
+                decoded, text, regions, history=history, allow_empty_masks=allow_empty_masks, **frames
             )
-            with torch.inference_mode():
-                visual = self._model().encode_visual(*self._visual_args(inputs))
+            visual = self.encode(inputs)
             if visual_key:
-                visual.frame_features = None  # keep only what later questions need
-                self.cache.put(visual_key, visual)
+                if hasattr(visual, "frame_features"):
+                    visual.frame_features = None  # keep only what later questions need
+                self.cache.put(visual_key, (visual, inputs["layout"]))
         return {
             "input_ids": inputs["input_ids"].to(self.device),
             "attention_mask": inputs["attention_mask"].to(self.device),
             "visual_features": visual,
         }
-
-    def _model(self) -> VideoReferQwen2ForCausalLM:
-        """The VideoRefer model under a peft wrapper, if any."""
-        model = self.model
-        return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-    def _visual_args(self, inputs: Mapping[str, Any]) -> tuple:
-        device = self.device
-        dtype = self._model().model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight.dtype
-        to = lambda xs: [x.to(device) for x in xs]  # noqa: E731
-        return (
-            inputs["pixel_values"].to(device, dtype),
-            to(inputs["region_masks"]),
-            to(inputs["region_frames"]),
-            to(inputs["masks_per_object"]),
-            [x.to(device, dtype) for x in inputs["region_pixel_values"]],
-        )
 
     # ------------------------------------------------------------------ questions
     def ask(
@@ -283,15 +319,44 @@ class VideoRefer:
     ) -> str:
         """Answer `question` about `regions` (objects named `<object0>`, `<object1>`, ... in the question).
 
-        `history` holds earlier (question, answer) turns as the caller asked them; region tokens are laid out in the
-        first question of the conversation (see `region_conversation`).
+        `history` holds earlier (question, answer) turns as the caller asked them; region placeholders are laid out
+        in the first question of the conversation (see `videorefer.prompts.region_conversation`).
         """
         inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
-        return self.processor.decode(self._generate(inputs, self._generation(generation))[0])
+        return self.processor.decode(self.generate(inputs, **generation)[0])
+
+    @property
+    def describe_prompt(self) -> str:
+        """The family's official captioning question: its processor's `describe_prompt`, else `DESCRIBE_PROMPT`."""
+        return getattr(self.processor, "describe_prompt", DESCRIBE_PROMPT)
 
     def describe(self, video: VideoSource | Video, region: ObjectMasks, **kwargs: Any) -> str:
-        """A detailed description of one object, with the official captioning prompt."""
-        return self.ask(video, [region], DESCRIBE_PROMPT, **kwargs)
+        """A detailed description of one object, with the family's official captioning question."""
+        return self.ask(video, [region], self.describe_prompt, **kwargs)
+
+    def ask_batch(
+        self,
+        items: Sequence[tuple[VideoSource | Video, Sequence[ObjectMasks], str]],
+        num_frames: int | None = None,
+        allow_empty_masks: bool = False,
+        **generation: Any,
+    ) -> list[str]:
+        """Answers to several first questions `(video, regions, question)` at once: one padded batch through the
+        processor's `collate` (the path training uses too). No history, no caches."""
+        if not items:
+            return []
+        frames = {"num_frames": num_frames} if num_frames else {}
+        singles = [
+            self.processor(video, region_conversation(question, None, len(regions))[0], regions,
+                           allow_empty_masks=allow_empty_masks, **frames)
+            for video, regions, question in items
+        ]
+        batch = self.processor.collate(singles, padding_side="left")
+        keys = ("input_ids", "attention_mask", *self.processor.visual_keys)
+        inputs = {key: self._to_device(batch[key]) for key in keys}
+        with torch.inference_mode():
+            ids = self.model.generate(**inputs, **self._generation(generation))
+        return [self.processor.decode(row) for row in ids]
 
     def ask_stream(
         self,
@@ -307,7 +372,7 @@ class VideoRefer:
         """Like `ask`, yielding the answer as it grows. Setting `stop_event` ends generation early."""
         inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=False, skip_special_tokens=True)
-        settings = self._generation(generation)
+        settings = {**generation, "streamer": streamer}
         if stop_event is not None:
             from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -320,7 +385,7 @@ class VideoRefer:
 
         def run() -> None:
             try:
-                self._generate(inputs, {**settings, "streamer": streamer})
+                self.generate(inputs, **settings)
             except BaseException as error:  # re-raised in the caller's thread
                 failure.append(error)
                 streamer.end()
@@ -336,11 +401,17 @@ class VideoRefer:
             raise failure[0]
 
     @torch.inference_mode()
-    def _generate(self, inputs: Mapping[str, Any], settings: dict[str, Any]) -> torch.Tensor:
-        """New token ids; reuses the key/value cache of a prompt prefix shared with the last call."""
-        model = self._model()
+    def generate(self, prepared: Mapping[str, Any], **generation: Any) -> torch.Tensor:
+        """New token ids `(1, n)` for `prepare`'s output; `generation` overrides `generation_defaults`.
+
+        Reuses the key/value cache of a prompt prefix shared with the last call (`prefix_cache`), and stores this
+        call's prompt and answer there for the next one.
+        """
+        settings = self._generation(generation)
+        model = self.base_model
         embeds, attention_mask, _, _ = model.prepare_multimodal_inputs(
-            inputs["input_ids"], inputs["attention_mask"], visual_features=inputs["visual_features"], padding_side="left"
+            prepared["input_ids"], prepared["attention_mask"], visual_features=prepared["visual_features"],
+            padding_side="left",
         )
         room = int(settings.get("max_new_tokens", 512))
         cache = self.prefix_cache.take(embeds, room) if self.reuse_prefix_cache else None

@@ -112,15 +112,12 @@ def run_parity(folder: str | Path) -> ParityReport:
         if raw_index in video.frame_indices:
             ours = ours_video[video.frame_indices.index(raw_index)]
         else:
-            ours = features["region_pixel_values"][0][extra_rows[raw_index]]
+            ours = features["region_inputs"].extra_frames[0][extra_rows[raw_index]]
         diffs.append(_max_diff(ours, inputs["pixel_values_frame"][r]))
     report.pixel_values_max_diff = max(diffs)
 
     with torch.no_grad():
-        visual = model.encode_visual(
-            features["pixel_values"], features["region_masks"], features["region_frames"],
-            features["masks_per_object"], features["region_pixel_values"],
-        )
+        visual = model.encode_visual(**{key: features[key] for key in processor.visual_keys})
         report.video_tokens_max_diff = _max_diff(visual.video_tokens[0], expected["video_tokens"][0])
         report.pooled_max_diff = _max_diff(visual.pooled[0], expected["region_pooled"])
         report.merged_max_diff = _max_diff(visual.merged[0], expected["region_merged"])

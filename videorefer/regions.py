@@ -21,6 +21,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 Object = dict[int, np.ndarray]
+# What the model side accepts as an object: raw frame index -> (H, W) mask as an array, tensor, COCO RLE dict or
+# COCO polygon list (decoded with `decode_segmentation`).
+ObjectMasks = Mapping[int, Any]
 
 __all__ = [
     "mask_to_rle",
@@ -31,6 +34,9 @@ __all__ = [
     "objects_to_json",
     "objects_from_json",
     "select_object_frames",
+    "FRAME_MODES",
+    "Object",
+    "ObjectMasks",
 ]
 
 JSON_FORMAT = "videorefer-regions"
@@ -286,38 +292,44 @@ def objects_from_json(doc: str | bytes | Mapping) -> tuple[list[Object], list[st
 
 
 # ----------------------------------------------------------------------------------------------- model glue
+FRAME_MODES = ("single", "multi", "auto")
+
+
 def select_object_frames(
     object_masks: Mapping[int, np.ndarray],
     mode: str = "single",
     frame_index: int | None = None,
     sampled_frames: Iterable[int] | None = None,
 ) -> Object:
-    """Choose the frames of one object that the model will see.
+    """Choose the frames of one object that the model will see: the one frame-selection policy of the package.
+
+    Empty masks are never chosen.
 
     - `"single"`: one frame: `frame_index` (e.g. the prompted / annotated frame) when given, else the frame with the
-      largest mask (earliest on ties). `sampled_frames` is not required: the single frame may be an extra frame.
-    - `"multi"`: every frame of `sampled_frames` (default: all frames of the object) whose mask is non-empty.
+      largest mask (earliest on ties). It need not be a sampled frame (the model decodes it as an extra frame).
+    - `"multi"`: the object's masks on `sampled_frames` (the frames the model samples; default: all frames of the
+      object); when it has none there, all its masks (decoded as extra frames).
+    - `"auto"`: `"multi"` when the object has masks on more than one frame (e.g. it was tracked), else `"single"`.
 
-    Raises `ValueError` if nothing usable is left (no frame, an empty chosen mask, or no overlap with the samples).
+    The benchmarks follow the official protocol instead (an item's `frame_idx`, or every annotated frame, null ones
+    included): see `bench.common.restrict_annotation`.
+    Raises `ValueError` for another mode, a `frame_index` without a non-empty mask, or an object with no non-empty mask.
     """
+    if mode not in FRAME_MODES:
+        raise ValueError(f"mode must be one of {', '.join(FRAME_MODES)}, got {mode!r}")
     obj = _check_objects([object_masks])[0]
+    nonempty = {idx: m for idx, m in sorted(obj.items()) if m.any()}
+    if frame_index is not None and frame_index not in nonempty:
+        if frame_index in obj:
+            raise ValueError(f"the object's mask on frame {frame_index} is empty")
+        raise ValueError(f"frame {frame_index} has no mask for this object (frames: {sorted(obj)})")
+    if not nonempty:
+        raise ValueError("the object has no non-empty mask" if obj else "the object has no masks")
+    if mode == "auto":
+        mode = "multi" if len(nonempty) > 1 else "single"
     if mode == "single":
-        if frame_index is not None:
-            if frame_index not in obj:
-                raise ValueError(f"frame {frame_index} has no mask for this object (frames: {sorted(obj)})")
-            chosen = frame_index
-        else:
-            areas = {idx: int(m.sum()) for idx, m in obj.items()}
-            if not areas:
-                raise ValueError("the object has no masks")
-            chosen = max(areas, key=lambda i: (areas[i], -i))
-        if not obj[chosen].any():
-            raise ValueError(f"the object's mask on frame {chosen} is empty")
-        return {chosen: obj[chosen]}
-    if mode == "multi":
-        wanted = sorted(set(obj) if sampled_frames is None else {int(i) for i in sampled_frames})
-        kept = {idx: obj[idx] for idx in wanted if idx in obj and obj[idx].any()}
-        if not kept:
-            raise ValueError(f"the object has no non-empty mask on the sampled frames {wanted}")
-        return kept
-    raise ValueError(f"mode must be 'single' or 'multi', got {mode!r}")
+        chosen = frame_index if frame_index is not None else max(nonempty, key=lambda i: (int(nonempty[i].sum()), -i))
+        return {chosen: nonempty[chosen]}
+    wanted = set(nonempty) if sampled_frames is None else {int(i) for i in sampled_frames}
+    on_samples = {idx: m for idx, m in nonempty.items() if idx in wanted}
+    return on_samples or nonempty

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from videorefer.prompts import DESCRIBE_PROMPT, SHORT_DESCRIBE_PROMPT
+
 from .agents import LETTERS
 from .inputs import VideoItem
 from .store import STAGES, StageStore
@@ -19,8 +21,9 @@ from .store import STAGES, StageStore
 __all__ = ["DETAILED_PROMPT", "SHORT_PROMPT", "build_samples", "export", "OUTPUT_NAME"]
 
 OUTPUT_NAME = "videorefer_700k.json"
-DETAILED_PROMPT = "Please give a detailed description of the highlighted object <region> in the video."
-SHORT_PROMPT = "Please give a short description of the highlighted object <region> in the video."
+# Trained with exactly the question inference asks (`VideoRefer.describe`, the demo, Bench-D).
+DETAILED_PROMPT = DESCRIBE_PROMPT
+SHORT_PROMPT = SHORT_DESCRIBE_PROMPT
 QA_SUFFIX = "Answer with the option's letter from the given choices directly."
 SOURCE = "videorefer-data-engine"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from videorefer.api import DESCRIBE_PROMPT
+from videorefer.prompts import DESCRIBE_PROMPT
 from videorefer.regions import mask_to_rle, objects_from_json, objects_to_json
 from videorefer.video_io import sample_frame_indices
 

@@ -15,6 +15,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from videorefer.prompts import describe_question
+
 from . import endpoints, service
 from .find import find_api, find_in_state
 from .image_mode import is_image
@@ -284,7 +286,7 @@ class DemoHandlers:
 
     def describe_question(self, state: DemoState | None) -> str:
         k = state.active if state is not None and state.active is not None else 0
-        return f"Please give a detailed description of <object{k}>."
+        return describe_question(k)
 
     @staticmethod
     def relate_question(state: DemoState | None) -> str:

@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from videorefer.prompts import UnknownObjectError, check_object_tags
+
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".gif")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # image mode: a one-frame video (image_mode.py)
 MAX_IMAGE_SIDE = 4096  # pixels on an image's longer side (a 16 MP photo fits; SAM 2 and the model resize far below)
-OBJECT_TAG = re.compile(r"<object(\d+)>")
 
 
 class DemoError(ValueError):
@@ -112,10 +113,11 @@ def check_question(question: str | None, num_objects: int, limits: Limits) -> st
         raise DemoError(f"The question has {len(text)} characters; the limit is {limits.max_question_chars}.")
     if num_objects == 0:
         raise DemoError("Point at an object first: click on the frame to create <object0>.")
-    unknown = sorted({int(k) for k in OBJECT_TAG.findall(text)} - set(range(num_objects)))
-    if unknown:
+    try:
+        check_object_tags(text, num_objects)
+    except UnknownObjectError as error:
         have = "<object0>" if num_objects == 1 else f"<object0> … <object{num_objects - 1}>"
-        raise DemoError(f"The question names <object{unknown[0]}>, but only {have} exist.")
+        raise DemoError(f"The question names <object{error.index}>, but only {have} exist.") from None
     return text
 
 

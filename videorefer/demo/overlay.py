@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from videorefer.prompts import OBJECT_TAG
 
 # Distinct, readable colours (Tableau 10); object k gets PALETTE[k % 10].
 PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 ]
-TAG = re.compile(r"<object(\d+)>")
+TAG = OBJECT_TAG
 
 
 def color_of(index: int) -> tuple[int, int, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videorefer.regions import select_object_frames
+from videorefer.regions import FRAME_MODES, select_object_frames
 from videorefer.video_io import sample_frame_indices
 
 from .backend import Backend
@@ -23,7 +23,7 @@ from .limits import DemoError, Limits, _short, check_question, check_video
 from .overlay import render_overlay
 from .state import DemoObject, DemoState, FramePrompt
 
-MODES = ("auto", "single", "multi")
+MODES = FRAME_MODES
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CLICK_MODES = ("positive", "negative", "box")
 
@@ -265,21 +265,14 @@ def model_errors(what: str = "The model") -> Iterator[None]:
 def choose_frames(
     masks: dict[int, np.ndarray], mode: str, model_frames: Sequence[int], prompt_frame: int | None = None
 ) -> dict[int, np.ndarray]:
-    """The frames of one object the model sees: `single` (the prompted frame, else the largest mask), `multi`
-    (its masks on the model's sampled frames, else all its non-empty masks) or `auto` (multi when it has masks on
-    several frames)."""
+    """The frames of one object the model sees: `videorefer.regions.select_object_frames` (single / multi / auto),
+    preferring the prompted frame in single mode when it has a mask."""
     if mode not in MODES:
         raise DemoError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    nonempty = {f: m for f, m in masks.items() if np.asarray(m).any()}
-    if not nonempty:
+    if not any(np.asarray(m).any() for m in masks.values()):
         raise DemoError("its mask is empty")
-    if mode == "auto":
-        mode = "multi" if len(nonempty) > 1 else "single"
-    if mode == "single":
-        frame = prompt_frame if prompt_frame in nonempty else None
-        return select_object_frames(nonempty, "single", frame_index=frame)
-    on_samples = {f: m for f, m in nonempty.items() if f in set(model_frames)}
-    return on_samples or nonempty
+    usable = prompt_frame is not None and prompt_frame in masks and np.asarray(masks[prompt_frame]).any()
+    return select_object_frames(masks, mode, prompt_frame if usable else None, model_frames)
 
 
 def regions_for_model(
@@ -297,15 +290,15 @@ def regions_for_model(
 
 
 def state_regions(backend: Backend, state: DemoState, mode: str) -> list[dict[int, np.ndarray]]:
-    """The model's regions for the visitor's objects (`auto`: multi-frame for tracked objects, else single)."""
+    """The model's regions for the visitor's objects (`auto`: multi-frame once an object has masks on several frames,
+    e.g. after tracking, else single)."""
     model_frames = sample_frame_indices(state.info.total_frames, backend.num_frames)
     regions = []
     for k, obj in enumerate(state.objects):
         if not obj.prompts:
             raise DemoError(f"<object{k}> has no mask yet: click on it, or remove it.")
-        object_mode = ("multi" if obj.tracked else "single") if mode == "auto" else mode
         prompt_frame = state.frame_indices[obj.last_prompt_pos] if obj.last_prompt_pos is not None else None
-        regions += regions_for_model([state.object_masks(k)], object_mode, model_frames, [prompt_frame])
+        regions += regions_for_model([state.object_masks(k)], mode, model_frames, [prompt_frame])
     return regions
 
 

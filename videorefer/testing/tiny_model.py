@@ -18,11 +18,10 @@ from transformers import PreTrainedTokenizerFast, SiglipVisionConfig
 
 from ..models.videorefer_qwen2.configuration import REGION_TOKEN, VideoReferQwen2Config
 from ..models.videorefer_qwen2.modeling import VideoReferQwen2ForCausalLM
-from ..models.videorefer_qwen2.processing import VideoReferProcessor
 
 __all__ = [
     "build_tiny_tokenizer", "tiny_config", "build_tiny_videorefer", "sincos_position_embeddings", "videorefer_7b_config",
-    "TINY_VISION_FOLDER",
+    "TINY_VISION_FOLDER", "siglip_preprocessor_config",
 ]
 
 TINY_VISION_FOLDER = "tiny-siglip-vision"
@@ -133,15 +132,23 @@ def build_tiny_videorefer(
     tower = folder / TINY_VISION_FOLDER
     tower.mkdir(exist_ok=True)
     config.vision_config.save_pretrained(tower)
-    processor = VideoReferProcessor(tokenizer, image_size=image_size, num_frames=num_frames)
-    processor.save_pretrained(folder)
-    (folder / "processor_config.json").unlink()  # official checkpoints have none: num_frames comes from config.json
-    (tower / "preprocessor_config.json").write_text((folder / "preprocessor_config.json").read_text())
-    (folder / "preprocessor_config.json").unlink()
+    # Official checkpoints hold the tokenizer only; num_frames comes from config.json and the image settings from the
+    # tower's preprocessor_config.json (SigLIP's, as the tower's own repository has it).
+    tokenizer.save_pretrained(folder)
+    (tower / "preprocessor_config.json").write_text(json.dumps(siglip_preprocessor_config(image_size), indent=2))
     saved = json.loads((folder / "config.json").read_text())
     saved.pop("vision_config", None)
     (folder / "config.json").write_text(json.dumps(saved, indent=2))
     return folder
+
+
+def siglip_preprocessor_config(image_size: int) -> dict:
+    """A SigLIP tower's `preprocessor_config.json` (bicubic resize to a square, x/255, mean = std = 0.5)."""
+    return {
+        "image_processor_type": "SiglipImageProcessor", "do_resize": True,
+        "size": {"height": image_size, "width": image_size}, "resample": 3, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+    }
 
 
 def videorefer_7b_config(**overrides) -> VideoReferQwen2Config:

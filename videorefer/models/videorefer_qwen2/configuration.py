@@ -12,12 +12,14 @@ from typing import Any
 
 from transformers import Qwen2Config, SiglipVisionConfig
 
+from ...prompts import REGION_PLACEHOLDER, VIDEO_PLACEHOLDER
+
 __all__ = ["VideoReferQwen2Config", "VIDEO_TOKEN_INDEX", "REGION_TOKEN", "VIDEO_PLACEHOLDER"]
 
 # The official code marks the video in input ids with a negative placeholder id, replaced by the video tokens.
 VIDEO_TOKEN_INDEX = -201
-VIDEO_PLACEHOLDER = "<video>"
-REGION_TOKEN = "<region>"
+# VideoRefer-7B's tokenizer has the region placeholder itself as a token: one `<region>` token per object.
+REGION_TOKEN = REGION_PLACEHOLDER
 
 
 class VideoReferQwen2Config(Qwen2Config):
@@ -52,6 +54,12 @@ class VideoReferQwen2Config(Qwen2Config):
         self.region_token_index = region_token_index
         super().__init__(**kwargs)
         self._check_supported()
+
+    @property
+    def region_id(self) -> int:
+        """Id of `<region>`: `region_token_index` once known, else the last row of the vocabulary (the official
+        tokenizer setup adds `<region>` last)."""
+        return self.vocab_size - 1 if self.region_token_index is None else self.region_token_index
 
     def _check_supported(self) -> None:
         if self.mm_projector_type != "stc_connector_v35":

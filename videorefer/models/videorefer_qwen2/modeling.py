@@ -3,33 +3,31 @@
 Module names follow the official checkpoints (`model.vision_tower.vision_tower.*`, `model.mm_projector.*`,
 `model.region_encoder.*`), so their weights load without renaming: no key conversion is needed at all.
 
-Inputs beyond the text (all produced by `VideoReferProcessor`):
+Visual inputs beyond the text (produced by `VideoReferProcessor`, its `visual_keys`):
 * `pixel_values` `(b, t, 3, S, S)`: the sampled video frames;
-* per sample `i` (lists of length b): `region_masks[i]` `(k_i, H_i, W_i)` object-major masks,
-  `region_frames[i]` `(k_i,)` the frame each mask lies on (`< t`: a sampled frame; `>= t`: row `j - t` of
-  `region_pixel_values[i]` `(m_i, 3, S, S)`, frames that are not among the sampled ones), and
-  `masks_per_object[i]` `(o_i,)`.
+* `region_inputs`: a `PooledRegionInputs` (inputs.py), the objects' masks and the frames they lie on.
 The video placeholder id in `input_ids` is replaced by the video tokens, each `<region>` token by its object's tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, Qwen2ForCausalLM, Qwen2Model
+from transformers import Qwen2ForCausalLM, Qwen2Model
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
+from ...prompts import IGNORE_LABEL
 from .configuration import VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .connector import STCConnector
+from .inputs import PooledRegionInputs
 from .object_encoder import ObjectEncoder
 from .vision import VisionTower, resolve_vision_config
 
-__all__ = ["VideoReferQwen2Model", "VideoReferQwen2ForCausalLM", "VisualFeatures", "IGNORE_INDEX"]
-
-IGNORE_INDEX = -100
+__all__ = ["VideoReferQwen2Model", "VideoReferQwen2ForCausalLM", "VisualFeatures"]
 
 
 @dataclass
@@ -83,40 +81,44 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
 
     @property
     def region_token_index(self) -> int:
-        """Id of `<region>`: the official tokenizer setup adds it last, so it is the last row of the vocabulary."""
-        index = self.config.region_token_index
-        return self.config.vocab_size - 1 if index is None else index
+        """Id of `<region>` (see `VideoReferQwen2Config.region_id`)."""
+        return self.config.region_id
 
     # ------------------------------------------------------------------ vision side
     def encode_visual(
-        self,
-        pixel_values: torch.Tensor,
-        region_masks: list[torch.Tensor] | None = None,
-        region_frames: list[torch.Tensor] | None = None,
-        masks_per_object: list[torch.Tensor] | None = None,
-        region_pixel_values: list[torch.Tensor] | None = None,
+        self, pixel_values: torch.Tensor, region_inputs: PooledRegionInputs | None = None
     ) -> VisualFeatures:
-        """Video tokens and object tokens. The vision tower runs once on every distinct frame."""
+        """Video tokens and object tokens. The vision tower runs once on every distinct frame.
+
+        `pixel_values` `(b, t, 3, S, S)`; `region_inputs` for the same b samples (None: no objects). Both may be on
+        any device and in any float dtype: they are moved to the vision tower's.
+        """
         inner = self.model
         b, t = pixel_values.shape[:2]
-        extra = [p for p in (region_pixel_values or []) if p is not None and p.shape[0] > 0]
+        if region_inputs is not None:
+            if region_inputs.batch_size != b:
+                raise ValueError(f"region inputs for {region_inputs.batch_size} samples but {b} videos")
+            region_inputs = region_inputs.to(pixel_values.device)
+        extra = [p for p in (region_inputs.extra_frames if region_inputs else []) if p.shape[0] > 0]
         frames = torch.cat([pixel_values.flatten(0, 1), *extra]) if extra else pixel_values.flatten(0, 1)
         features = inner.vision_tower(frames)  # (b*t + m, patches, C)
         video_tokens = inner.mm_projector(features[: b * t].reshape(b, t, *features.shape[1:]))
         object_tokens, counts, pooled_all, merged_all = [], [], [], []
         grid = inner.vision_tower.grid_size
-        n_extra = [p.shape[0] if p is not None else 0 for p in (region_pixel_values or [None] * b)]
+        n_extra = [p.shape[0] for p in region_inputs.extra_frames] if region_inputs else [0] * b
         extra_start = [b * t + sum(n_extra[:i]) for i in range(b)]  # row of sample i's first extra frame
-        for i in range(b):
-            if region_masks is None or region_masks[i] is None or region_masks[i].shape[0] == 0:
+        for i in range(b):  # samples, not objects: each sample's objects are pooled and merged at once
+            if region_inputs is None or region_inputs.masks[i].shape[0] == 0:
                 object_tokens.append(video_tokens.new_zeros((0, video_tokens.shape[-1])))
                 counts.append(torch.zeros(0, dtype=torch.long, device=video_tokens.device))
                 continue
-            local = region_frames[i].to(features.device)
+            local = region_inputs.mask_frames[i].to(features.device)
             rows = torch.where(local < t, i * t + local, extra_start[i] + local - t)
             grids = features[rows].reshape(-1, grid, grid, features.shape[-1])  # (k, h, w, C)
-            masks = region_masks[i].to(features.device)
-            pooled, merged, per_object = inner.region_encoder.pool_and_merge(grids, masks, masks_per_object[i])
+            masks = region_inputs.masks[i].to(features.device)
+            pooled, merged, per_object = inner.region_encoder.pool_and_merge(
+                grids, masks, region_inputs.masks_per_object[i]
+            )
             object_tokens.append(inner.region_encoder.project(merged))
             counts.append(per_object)
             pooled_all.append(pooled)
@@ -173,7 +175,8 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
             masks.append(torch.repeat_interleave(attention_mask[i], lengths, output_size=total))
             if labels is not None:
                 special = torch.repeat_interleave(is_video | is_region, lengths, output_size=total)
-                label_rows.append(torch.repeat_interleave(labels[i], lengths, output_size=total).masked_fill(special, IGNORE_INDEX))
+                spread = torch.repeat_interleave(labels[i], lengths, output_size=total)
+                label_rows.append(spread.masked_fill(special, IGNORE_LABEL))
         longest = max(r.shape[0] for r in rows)
 
         def pad(x: torch.Tensor, value) -> torch.Tensor:
@@ -184,7 +187,7 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
         inputs_embeds = torch.stack([pad(r, 0) for r in rows])
         attention = torch.stack([pad(m, 0) for m in masks])
         position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
-        spliced_labels = torch.stack([pad(l, IGNORE_INDEX) for l in label_rows]) if labels is not None else None
+        spliced_labels = torch.stack([pad(l, IGNORE_LABEL) for l in label_rows]) if labels is not None else None
         return inputs_embeds, attention, position_ids, spliced_labels
 
     def prepare_multimodal_inputs(
@@ -192,18 +195,17 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        region_masks: list[torch.Tensor] | None = None,
-        region_frames: list[torch.Tensor] | None = None,
-        masks_per_object: list[torch.Tensor] | None = None,
-        region_pixel_values: list[torch.Tensor] | None = None,
         visual_features: VisualFeatures | None = None,
         padding_side: str = "right",
-    ):
+        pixel_values: torch.Tensor | None = None,
+        region_inputs: PooledRegionInputs | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Spliced `(inputs_embeds, attention_mask, position_ids, labels)` from ids and visual inputs (or features
+        already computed by `encode_visual`, e.g. for a follow-up question)."""
         if visual_features is None:
-            visual_features = self.encode_visual(
-                pixel_values, region_masks, region_frames, masks_per_object, region_pixel_values
-            )
+            if pixel_values is None:
+                raise ValueError("prepare_multimodal_inputs needs pixel_values or visual_features")
+            visual_features = self.encode_visual(pixel_values, region_inputs)
         return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
 
     # ------------------------------------------------------------------ forward / generate
@@ -215,18 +217,18 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
-        region_masks: list[torch.Tensor] | None = None,
-        region_frames: list[torch.Tensor] | None = None,
-        masks_per_object: list[torch.Tensor] | None = None,
-        region_pixel_values: list[torch.Tensor] | None = None,
+        region_inputs: PooledRegionInputs | None = None,
         visual_features: VisualFeatures | None = None,
+        layout: Any = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
+        """Causal LM outputs; visual inputs (or `visual_features`) are spliced in first. `layout` (from the processor's
+        output) is accepted so that `model(**processor(...))` works; the model does not need it."""
         has_visual = pixel_values is not None or visual_features is not None
         if inputs_embeds is None and has_visual:
             inputs_embeds, attention_mask, position_ids, labels = self.prepare_multimodal_inputs(
-                input_ids, attention_mask, labels, pixel_values, region_masks, region_frames,
-                masks_per_object, region_pixel_values, visual_features,
+                input_ids, attention_mask, labels, visual_features,
+                pixel_values=pixel_values, region_inputs=region_inputs,
             )
             input_ids = None
         return super().forward(
@@ -244,22 +246,16 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
-        region_masks: list[torch.Tensor] | None = None,
-        region_frames: list[torch.Tensor] | None = None,
-        masks_per_object: list[torch.Tensor] | None = None,
-        region_pixel_values: list[torch.Tensor] | None = None,
+        region_inputs: PooledRegionInputs | None = None,
         visual_features: VisualFeatures | None = None,
+        layout: Any = None,
         **kwargs,
     ):
         """Like the official code, generation starts from the spliced embeddings: only new tokens are returned."""
         if pixel_values is None and visual_features is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         inputs_embeds, attention_mask, _, _ = self.prepare_multimodal_inputs(
-            input_ids, attention_mask, None, pixel_values, region_masks, region_frames,
-            masks_per_object, region_pixel_values, visual_features, padding_side="left",
+            input_ids, attention_mask, None, visual_features, padding_side="left",
+            pixel_values=pixel_values, region_inputs=region_inputs,
         )
         return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
-
-
-AutoConfig.register(VideoReferQwen2Config.model_type, VideoReferQwen2Config, exist_ok=True)
-AutoModelForCausalLM.register(VideoReferQwen2Config, VideoReferQwen2ForCausalLM, exist_ok=True)

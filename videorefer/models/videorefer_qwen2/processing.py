@@ -4,6 +4,13 @@
 * prompt: Qwen2 chat template, the first user turn is `<video>\\n` + question, each object written `[<region>]`;
 * ids: the prompt is split at `<video>` and each piece tokenised alone, joined by the video placeholder id;
 * masks: kept at the video's resolution (the model resizes them to the patch grid); each object's masks in time order.
+
+`VideoReferProcessor` is a transformers `ProcessorMixin` whose one sub-processor is the tokenizer: the frame
+preprocessing is its own (SigLIP's settings: size, mean, std), because transformers' SigLIP image processors do not
+reproduce the official pixels bit for bit (the PIL one rounds differently by up to 1.2e-7, the torchvision one by
+1.6e-2), and it resizes large frames in threads. Its settings are saved in `processor_config.json` beside the tokenizer;
+an official checkpoint has no such file, so they are read from the vision tower's `preprocessor_config.json` and
+`config.json` (`num_frames`) there.
 """
 
 from __future__ import annotations
@@ -11,103 +18,51 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
+from transformers import BatchFeature, ProcessorMixin
+from transformers.utils import cached_file
 
-from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
-from .vision import KNOWN_VISION_TOWERS, resolve_vision_path
+from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL
+from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video
+from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
+from .inputs import PooledRegionInputs
+from .vision import KNOWN_VISION_TOWERS, resolve_vision_path
 
-__all__ = ["VideoReferProcessor", "ObjectMasks", "region_question", "region_conversation", "IMAGE_PROCESSOR_FILE"]
+__all__ = ["VideoReferProcessor"]
 
-ObjectMasks = Mapping[int, Any]  # raw frame index -> (H, W) mask: array, tensor, COCO RLE dict or polygon list
-IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
-PROCESSOR_FILE = "processor_config.json"
-OBJECT_TAG = re.compile(r"<object(\d+)>")
-IGNORE_LABEL = -100  # label of tokens that do not count in the loss (as `modeling.IGNORE_INDEX`)
+TOWER_PREPROCESSOR_FILE = "preprocessor_config.json"  # the vision tower's (SigLIP's) image settings
+SETTINGS = ("image_size", "image_mean", "image_std", "num_frames")
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
 
-def region_question(question: str, num_objects: int) -> str:
-    """Write each object's region token into a question that names objects as `<object0>`, `<object1>`, ...
+class VideoReferProcessor(ProcessorMixin):
+    """Tokenizer + frame preprocessing + mask layout for `VideoReferQwen2ForCausalLM` (the family's processor).
 
-    A question that already holds `<region>` tokens is returned unchanged. Otherwise the first mention of each
-    `<objectK>` becomes `<objectK> [<region>]`; objects the question does not name are listed first, as in the
-    official examples ("There are two objects: <object0> [<region>], <object1> [<region>]. ...").
+    `processor(video, text, objects, history)` gives `input_ids`, `attention_mask`, `pixel_values`, `region_inputs`
+    (a `PooledRegionInputs`) and `layout` (the number of objects, what `text_inputs` checks a follow-up against).
     """
-    _check_not_empty(question)
-    if REGION_TOKEN in question:
-        return question  # already laid out (e.g. Bench-Q items, whose object numbers need not start at 0)
-    named = _named_objects(question, num_objects)
-    if num_objects == 0:
-        return question
-    if named == set(range(num_objects)):
-        seen: set[int] = set()
 
-        def first_mention(match: re.Match) -> str:
-            k = int(match.group(1))
-            if k in seen:
-                return match.group(0)
-            seen.add(k)
-            return f"{match.group(0)} [{REGION_TOKEN}]"
-
-        return OBJECT_TAG.sub(first_mention, question)
-    listing = ", ".join(f"<object{k}> [{REGION_TOKEN}]" for k in range(num_objects))
-    lead = "There is one object" if num_objects == 1 else f"There are {num_objects} objects"
-    return f"{lead}: {listing}. {question}"
-
-
-def _check_not_empty(question: str) -> None:
-    if not question or not question.strip():
-        raise ValueError("the question is empty")
-
-
-def _named_objects(question: str, num_objects: int) -> set[int]:
-    """The K of every `<objectK>` in the question; each must be one of the `num_objects` objects."""
-    named = {int(k) for k in OBJECT_TAG.findall(question)}
-    unknown = sorted(k for k in named if k >= num_objects)
-    if unknown:
-        have = f"<object0>..<object{num_objects - 1}>" if num_objects else "no objects"
-        raise ValueError(f"the question refers to <object{unknown[0]}> but there are only {have}")
-    return named
-
-
-def region_conversation(
-    question: str, history: Sequence[tuple[str, str]] | None, num_objects: int
-) -> tuple[str, list[tuple[str, str]]]:
-    """Lay out a conversation's region tokens once: in the first question of the conversation.
-
-    A follow-up repeats the earlier turns exactly as they were first asked (so their prompt prefix, and its key/value
-    cache, stay the same) and keeps the new question as written; it may still name objects as `<objectK>`.
-    """
-    history = list(history or [])
-    if not history:
-        return region_question(question, num_objects), history
-    _check_not_empty(question)
-    _named_objects(question, num_objects)
-    first, answer = history[0]
-    history[0] = (region_question(first, num_objects), answer)
-    return question, history
-
-
-class VideoReferProcessor:
-    """Tokenizer + frame preprocessing + mask layout for `VideoReferQwen2ForCausalLM`."""
+    # What goes to the model's vision side (`encode_visual`, `prepare_multimodal_inputs`, forward / generate).
+    visual_keys = ("pixel_values", "region_inputs")
+    # The official captioning / Bench-D question of this family.
+    describe_prompt = DESCRIBE_PROMPT
 
     def __init__(
         self,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer,
         image_size: int = 384,
         image_mean: Sequence[float] = (0.5, 0.5, 0.5),
         image_std: Sequence[float] = (0.5, 0.5, 0.5),
         num_frames: int = 16,
+        chat_template: str | None = None,
     ):
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, chat_template=chat_template)
         self.image_size = int(image_size)
         self.image_mean = np.asarray(image_mean, dtype=np.float32)
         self.image_std = np.asarray(image_std, dtype=np.float32)
@@ -116,48 +71,30 @@ class VideoReferProcessor:
         if self.region_token_index is None or self.region_token_index == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {REGION_TOKEN} token: it is not a VideoRefer tokenizer")
 
-    # ------------------------------------------------------------------ loading / saving
+    # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, config: VideoReferQwen2Config | None = None, **hub_kwargs):
-        """Tokenizer from the checkpoint; image settings from it, else from the vision tower the config names."""
-        tokenizer = AutoTokenizer.from_pretrained(path, **hub_kwargs)
-        if config is None:
-            config = VideoReferQwen2Config.from_pretrained(path, **hub_kwargs)
-        settings = _read_json(path, IMAGE_PROCESSOR_FILE, hub_kwargs)
-        if settings is None and config.mm_vision_tower:
-            tower = resolve_vision_path(config.mm_vision_tower, path)
-            settings = _read_json(tower, IMAGE_PROCESSOR_FILE, hub_kwargs)
-            if settings is None and config.mm_vision_tower in KNOWN_VISION_TOWERS:
-                settings = {"size": {"height": KNOWN_VISION_TOWERS[config.mm_vision_tower]["image_size"]}}
-        if settings is None:
-            raise ValueError(f"no {IMAGE_PROCESSOR_FILE} in {path} nor in the vision tower {config.mm_vision_tower!r}")
-        size = settings.get("size", {})
-        image_size = size.get("height", size.get("shortest_edge")) if isinstance(size, dict) else size
-        extra = _read_json(path, PROCESSOR_FILE, hub_kwargs) or {}
-        return cls(
-            tokenizer,
-            image_size=image_size,
-            image_mean=settings.get("image_mean", (0.5, 0.5, 0.5)),
-            image_std=settings.get("image_std", (0.5, 0.5, 0.5)),
-            num_frames=extra.get("num_frames", config.num_frames),
-        )
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, config: VideoReferQwen2Config | None = None, **kwargs
+    ) -> "VideoReferProcessor":
+        """From a folder this processor saved, or an official checkpoint (settings from its vision tower and config).
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(path)
-        image_settings = {
-            "image_processor_type": "SiglipImageProcessor",
-            "do_resize": True,
-            "size": {"height": self.image_size, "width": self.image_size},
-            "resample": int(Image.Resampling.BICUBIC),
-            "do_rescale": True,
-            "rescale_factor": 1 / 255,
-            "do_normalize": True,
-            "image_mean": self.image_mean.tolist(),
-            "image_std": self.image_std.tolist(),
-        }
-        (Path(path) / IMAGE_PROCESSOR_FILE).write_text(json.dumps(image_settings, indent=2))
-        (Path(path) / PROCESSOR_FILE).write_text(json.dumps({"num_frames": self.num_frames}, indent=2))
+        Raises `ValueError` when the tokenizer's `<region>` id is not the one the model's config expects.
+        """
+        path = pretrained_model_name_or_path
+        hub = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+        if config is None:
+            config = VideoReferQwen2Config.from_pretrained(path, **hub)
+        saved = _read_json(path, "processor_config.json", hub) or {}
+        missing = [k for k in SETTINGS if k not in saved and k not in kwargs]
+        if missing:
+            kwargs.update({k: v for k, v in _official_settings(path, config, hub).items() if k in missing})
+        processor = super().from_pretrained(path, **kwargs)
+        if processor.region_token_index != config.region_id:
+            raise ValueError(
+                f"the tokenizer's {REGION_TOKEN} id {processor.region_token_index} differs from the model's "
+                f"{config.region_id}: tokenizer and weights come from different checkpoints"
+            )
+        return processor
 
     # ------------------------------------------------------------------ pieces
     def preprocess_frames(self, frames: np.ndarray) -> torch.Tensor:
@@ -197,24 +134,34 @@ class VideoReferProcessor:
         text: str,
         objects: Sequence[ObjectMasks] = (),
         history: Sequence[tuple[str, str]] | None = None,
-        num_frames: int | None = None,
         allow_empty_masks: bool = False,
+        num_frames: int | None = None,
     ) -> BatchFeature:
         """Inputs for one question about `objects` (each: frame index -> mask) in `video`.
 
-        `text` is the user's question with one `<region>` per object (see `region_question`); `history` holds
-        earlier (question, answer) turns. Returns a batch of one; see `collate` for more.
+        `text` is the user's question with one `<region>` per object (see `videorefer.prompts.region_question`);
+        `history` holds earlier (question, answer) turns. Returns a batch of one; see `collate` for more.
         """
         ids = self.tokenize(self.build_prompt(text, history))
         return self._with_visual_inputs(ids, None, video, objects, num_frames, allow_empty_masks)
 
     def text_inputs(
-        self, text: str, history: Sequence[tuple[str, str]] | None, num_objects: int
+        self, text: str, history: Sequence[tuple[str, str]] | None, layout: int
     ) -> dict[str, torch.Tensor]:
-        """Only `input_ids` and `attention_mask` `(1, L)`: for follow-ups whose visual tokens are already known."""
+        """Only `input_ids` and `attention_mask` `(1, L)`: for follow-ups whose visual tokens are already known.
+
+        `layout` is the `layout` of the processor output the visual tokens came from (here: the number of objects).
+        """
         ids = self.tokenize(self.build_prompt(text, history))
-        self._check_region_count(ids, num_objects)
+        self._check_region_count(ids, layout)
         return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+
+    def load_video(
+        self, source: VideoSource | Video, extra_frame_indices: Iterable[int] = (), num_frames: int | None = None
+    ) -> Video:
+        """This family's frames: `num_frames` (default: the model's) uniformly sampled, plus `extra_frame_indices`
+        (frames masks lie on) decoded in the same pass. An already decoded `Video` is returned as it is."""
+        return load_video(source, num_frames or self.num_frames, extra_frame_indices=extra_frame_indices)
 
     def _check_region_count(self, ids: Sequence[int], num_objects: int) -> None:
         n_regions = list(ids).count(self.region_token_index)
@@ -262,19 +209,22 @@ class VideoReferProcessor:
     ) -> BatchFeature:
         """A batch of one from token ids (and labels): decodes the frames and lays out the masks."""
         self._check_region_count(ids, len(objects))
-        wanted = sorted({int(f) for obj in objects for f in obj})
-        video = load_video(video, num_frames or self.num_frames, extra_frame_indices=wanted)
+        video = self.load_video(video, sorted({int(f) for obj in objects for f in obj}), num_frames=num_frames)
         masks, frames, per_object = self._layout_masks(video, objects, allow_empty_masks)
         extra_indices = sorted(video.extra)
-        extra_pixels = self.preprocess_frames(np.stack([video.extra[i] for i in extra_indices])) if extra_indices else None
+        extra_pixels = (
+            self.preprocess_frames(np.stack([video.extra[i] for i in extra_indices]))
+            if extra_indices
+            else torch.zeros(0, 3, self.image_size, self.image_size)
+        )
         data = {
             "input_ids": torch.tensor([ids]),
             "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
             "pixel_values": self.preprocess_frames(video.frames).unsqueeze(0),
-            "region_masks": [masks],
-            "region_frames": [frames],
-            "masks_per_object": [per_object],
-            "region_pixel_values": [extra_pixels if extra_pixels is not None else torch.zeros(0, 3, self.image_size, self.image_size)],
+            "region_inputs": PooledRegionInputs(
+                masks_per_object=[per_object], masks=[masks], mask_frames=[frames], extra_frames=[extra_pixels]
+            ),
+            "layout": len(objects),
         }
         if labels is not None:
             data["labels"] = torch.tensor([labels])
@@ -303,11 +253,19 @@ class VideoReferProcessor:
                 frames.append(video.frame_indices.index(f) if f in video.frame_indices else extra_row[f])
             per_object.append(len(obj))
         if not masks:
-            return torch.zeros(0, video.height, video.width, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+            empty = torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0, video.height, video.width, dtype=torch.uint8), empty, empty.clone()
         return torch.from_numpy(np.stack(masks)), torch.tensor(frames), torch.tensor(per_object)
 
     def collate(self, features: Sequence[Mapping[str, Any]], padding_side: str = "left") -> BatchFeature:
-        """Batch single-sample inputs: pads ids (and `labels` if present), keeps region inputs as per-sample lists."""
+        """Batch single-sample inputs: pads ids (and `labels` if present), joins the region inputs.
+
+        Left padding for generation, right padding for training; `layout` becomes the list of the samples' layouts.
+        """
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if not features:
+            raise ValueError("collate needs at least one sample")
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         longest = max(f["input_ids"].shape[-1] for f in features)
 
@@ -319,22 +277,21 @@ class VideoReferProcessor:
             "input_ids": torch.stack([pad(f["input_ids"][0], pad_id) for f in features]),
             "attention_mask": torch.stack([pad(f["attention_mask"][0], 0) for f in features]),
             "pixel_values": torch.cat([f["pixel_values"] for f in features]),
+            "region_inputs": PooledRegionInputs.collate([f["region_inputs"] for f in features]),
+            "layout": [f["layout"] for f in features],
         }
         if all("labels" in f for f in features):
-            batch["labels"] = torch.stack([pad(f["labels"][0], -100) for f in features])
-        for key in ("region_masks", "region_frames", "masks_per_object", "region_pixel_values"):
-            batch[key] = [item for f in features for item in f[key]]
+            batch["labels"] = torch.stack([pad(f["labels"][0], IGNORE_LABEL) for f in features])
         return BatchFeature(batch)
 
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
+        """The text of generated ids, special tokens left out."""
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def _as_mask(value: Any, height: int, width: int) -> np.ndarray:
     """A mask given as an array / tensor, a COCO RLE dict or a COCO polygon list, as an array."""
     if isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple))):
-        from ...regions import decode_segmentation
-
         return decode_segmentation(value, None if isinstance(value, Mapping) else height, None if isinstance(value, Mapping) else width)
     return np.asarray(value)
 
@@ -348,14 +305,36 @@ def _resize_pool() -> ThreadPoolExecutor:
 
 
 def _read_json(path: str | os.PathLike, name: str, hub_kwargs: dict) -> dict | None:
-    local = Path(path) / name
-    if local.is_file():
-        return json.loads(local.read_text())
-    if Path(path).is_dir():
+    """`name` in a checkpoint folder or Hub repo as a dict, None when the checkpoint has no such file."""
+    resolved = cached_file(
+        str(path), name, _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+        **hub_kwargs,
+    )
+    if resolved is None:
         return None
-    try:  # a Hub id
-        from huggingface_hub import hf_hub_download
+    with open(resolved, encoding="utf-8") as file:
+        return json.load(file)
 
-        return json.loads(Path(hf_hub_download(str(path), name, **hub_kwargs)).read_text())
-    except Exception:  # missing file or no network: the caller falls back or reports
-        return None
+
+def _official_settings(path: str | os.PathLike, config: VideoReferQwen2Config, hub_kwargs: dict) -> dict[str, Any]:
+    """Processor settings of an official checkpoint: image settings of the vision tower its config names (its folder's
+    `preprocessor_config.json`, else a known tower's size), `num_frames` from the config."""
+    image = None
+    if config.mm_vision_tower:
+        tower = resolve_vision_path(config.mm_vision_tower, path)
+        image = _read_json(tower, TOWER_PREPROCESSOR_FILE, hub_kwargs)
+        if image is None and config.mm_vision_tower in KNOWN_VISION_TOWERS:
+            image = {"size": {"height": KNOWN_VISION_TOWERS[config.mm_vision_tower]["image_size"]}}
+    if image is None:
+        raise ValueError(
+            f"no processor_config.json in {path} and no {TOWER_PREPROCESSOR_FILE} in the vision tower "
+            f"{config.mm_vision_tower!r}: cannot tell the image size"
+        )
+    size = image.get("size", {})
+    return {
+        "image_size": size.get("height", size.get("shortest_edge")) if isinstance(size, dict) else size,
+        "image_mean": image.get("image_mean", (0.5, 0.5, 0.5)),
+        "image_std": image.get("image_std", (0.5, 0.5, 0.5)),
+        "num_frames": config.num_frames,
+    }
+

@@ -26,6 +26,7 @@ import torch
 from transformers import BitsAndBytesConfig, TextIteratorStreamer
 
 from . import models  # noqa: F401  (registers every family)
+from .compat import cache as compat_cache
 from .families import family_for_checkpoint
 from .prompts import DESCRIBE_PROMPT, region_conversation
 from .region_inputs import RegionInputs
@@ -154,11 +155,10 @@ class PrefixCache:
         cached = int(cache.get_seq_length())
         n = min(cached, previous.shape[0], embeds.shape[1] - 1)  # at least one new position yields the next logits
         shared = int((previous[:n] == embeds[0, :n]).all(-1).long().cumprod(0).sum()) if n > 0 else 0
-        max_len = cache.get_max_length()  # -1: grows without bound
+        max_len = compat_cache.max_length(cache)  # -1: grows without bound
         if shared == 0 or (max_len > 0 and embeds.shape[1] + room > max_len):
             return None
-        if cached > shared:
-            cache.crop(shared - cached)  # a negative count removes tokens from the end
+        compat_cache.keep_first(cache, shared)
         self.reused_tokens = shared
         return cache
 

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import Qwen2ForCausalLM, Qwen2Model
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
+from ...compat.qwen2 import init_causal_lm
 from ...prompts import IGNORE_LABEL
 from .configuration import VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .connector import STCConnector
@@ -61,11 +60,7 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
     full_precision_modules = ["model.vision_tower", "model.mm_projector", "model.region_encoder", "lm_head"]
 
     def __init__(self, config: VideoReferQwen2Config):
-        Qwen2PreTrainedModel.__init__(self, config)
-        self.model = VideoReferQwen2Model(config)
-        self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+        init_causal_lm(self, config, lambda: VideoReferQwen2Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2ForCausalLM, Qwen2Model
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
+from ...compat.qwen2 import init_causal_lm
 from ...prompts import IGNORE_LABEL
 from .configuration import VideoReferVL3Config, resolve_token_ids, resolve_vision_config
 from .frame_pruning import frame_pruning
@@ -86,11 +85,7 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
     visual_keys = VISUAL_KEYS
 
     def __init__(self, config: VideoReferVL3Config):
-        Qwen2PreTrainedModel.__init__(self, config)
-        self.model = VideoReferVL3Model(config)
-        self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+        init_causal_lm(self, config, lambda: VideoReferVL3Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
 
     # ------------------------------------------------------------------ loading
     @classmethod

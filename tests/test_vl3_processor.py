@@ -28,7 +28,8 @@ from videorefer import pil_bicubic
 from videorefer.models.videorefer_vl3.inputs import VL3RegionInputs
 from videorefer.models.videorefer_vl3.parity_processor import run_processor_parity
 from videorefer.models.videorefer_vl3.processing import VideoReferVL3Processor
-from videorefer.models.videorefer_vl3.prompting import DESCRIBE_PROMPT_VL3, region_question
+from videorefer.models.videorefer_vl3.prompting import region_question
+from videorefer.prompts import DESCRIBE_PROMPT_VL3
 from videorefer.video_io import Video, load_video_by_fps, sample_file_frames_by_fps, sample_frames_by_fps
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official-vl3-tiny"
@@ -296,13 +297,23 @@ def test_collate_batches_two_requests(processor, case):
     [
         ("  ", "empty"),
         ("What is <object2>?", "<object2>"),
-        ("<object0><region> and <object1><region>?", "2 <region> placeholders but 3 masks"),
+        ("<object0><region><region><region><region>?", "4 <region> placeholders but 3 masks"),
     ],
 )
 def test_bad_questions_are_refused(processor, case, text, problem):
     raw, objects, _ = case
     with pytest.raises(ValueError, match=problem):
         processor(_as_array_video(raw, processor), text, objects)
+
+
+def test_one_placeholder_per_object_stands_for_all_its_masks(processor, case):
+    """`<object1>` has masks on two frames: a question with one `<region>` per object (as `DESCRIBE_PROMPT` and v1's
+    layout write it) gets one per mask, so it asks the same as the per-mask layout."""
+    raw, objects, _ = case
+    video = _as_array_video(raw, processor)
+    per_object = processor(video, "<object0>[<region>] and <object1>[<region>]?", objects)
+    per_mask = processor(video, "<object0><region> and <object1><region><region>?", objects)
+    assert per_object["input_ids"].tolist() == per_mask["input_ids"].tolist()
 
 
 def test_question_errors_come_before_decoding(processor, case, tmp_path):

@@ -28,7 +28,7 @@ from transformers import BitsAndBytesConfig, TextIteratorStreamer
 from . import models  # noqa: F401  (registers every family)
 from .compat import cache as compat_cache
 from .families import family_for_checkpoint
-from .prompts import DESCRIBE_PROMPT, region_conversation
+from .prompts import DESCRIBE_PROMPT
 from .region_inputs import RegionInputs
 from .regions import ObjectMasks
 from .video_io import Video, VideoSource
@@ -275,7 +275,7 @@ class VideoRefer:
         mask through (its pooled feature is zero), as the official benchmark code does for annotations whose
         segmentation is null; by default an empty mask is an error. `num_frames` overrides the family's frame count.
         """
-        text, history = region_conversation(question, history, len(regions))
+        text, history = self.processor.region_conversation(question, history, regions)
         frames = {"num_frames": num_frames} if num_frames else {}
         source_key = _source_key(video)
         frame_count = num_frames or getattr(self.processor, "num_frames", None)
@@ -292,9 +292,7 @@ class VideoRefer:
                 decoded = self.processor.load_video(video, frames_needed, **frames)
                 if source_key is not None:
                     self.cache.put(video_key, decoded)
-            inputs = self.processor(
-                decoded, text, regions, history=history, allow_empty_masks=allow_empty_masks, **frames
-            )
+            inputs = self.processor(decoded, text, regions, history=history, allow_empty_masks=allow_empty_masks)
             visual = self.encode(inputs)
             if visual_key:
                 if hasattr(visual, "frame_features"):
@@ -347,8 +345,11 @@ class VideoRefer:
             return []
         frames = {"num_frames": num_frames} if num_frames else {}
         singles = [
-            self.processor(video, region_conversation(question, None, len(regions))[0], regions,
-                           allow_empty_masks=allow_empty_masks, **frames)
+            self.processor(
+                self.processor.load_video(video, sorted({int(f) for obj in regions for f in obj}), **frames),
+                self.processor.region_conversation(question, None, regions)[0], regions,
+                allow_empty_masks=allow_empty_masks,
+            )
             for video, regions, question in items
         ]
         batch = self.processor.collate(singles, padding_side="left")

@@ -17,8 +17,9 @@ import re
 from typing import Sequence
 
 __all__ = [
-    "OBJECT_TAG", "REGION_PLACEHOLDER", "VIDEO_PLACEHOLDER", "DESCRIBE_PROMPT", "IGNORE_LABEL", "object_tag",
-    "UnknownObjectError", "check_object_tags", "region_question", "region_conversation", "describe_question",
+    "OBJECT_TAG", "REGION_PLACEHOLDER", "VIDEO_PLACEHOLDER", "DESCRIBE_PROMPT",
+    "DESCRIBE_PROMPT_VL3", "IGNORE_LABEL", "object_tag",
+    "UnknownObjectError", "check_object_tags", "check_question", "region_question", "region_conversation", "describe_question",
     "SHORT_DESCRIBE_PROMPT",
 ]
 
@@ -26,6 +27,8 @@ OBJECT_TAG = re.compile(r"<object(\d+)>")
 REGION_PLACEHOLDER = "<region>"
 VIDEO_PLACEHOLDER = "<video>"
 DESCRIBE_PROMPT = "Please give a detailed description of the highlighted object [<region>] in the video."
+# VideoRefer-VL3's own captioning / Bench-D question (its official evaluation puts the video after the text).
+DESCRIBE_PROMPT_VL3 = "Please describe in detail the marked object <region> in the video.\n<video>"
 # The short-caption variant the data engine trains on (VideoRefer-700K has detailed and short captions).
 SHORT_DESCRIBE_PROMPT = DESCRIBE_PROMPT.replace("a detailed description", "a short description")
 IGNORE_LABEL = -100
@@ -63,6 +66,12 @@ def check_object_tags(text: str, num_objects: int) -> set[int]:
 def _check_not_empty(question: str) -> None:
     if not question or not question.strip():
         raise ValueError("the question is empty")
+
+
+def check_question(question: str, num_objects: int) -> set[int]:
+    """A question must not be empty and may name only `<object0>`..`<object{num_objects-1}>`; returns the named K."""
+    _check_not_empty(question)
+    return check_object_tags(question, num_objects)
 
 
 def region_question(question: str, num_objects: int) -> str:

@@ -27,7 +27,7 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
-from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL
+from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL, region_conversation
 from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video
 from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
@@ -144,6 +144,14 @@ class VideoReferProcessor(ProcessorMixin):
         """
         ids = self.tokenize(self.build_prompt(text, history))
         return self._with_visual_inputs(ids, None, video, objects, num_frames, allow_empty_masks)
+
+    @staticmethod
+    def region_conversation(
+        question: str, history: Sequence[tuple[str, str]] | None, objects: Sequence[ObjectMasks]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """This family's layout of a conversation's region placeholders: one `[<region>]` per object, in the first
+        question (`videorefer.prompts.region_conversation`)."""
+        return region_conversation(question, history, len(objects))
 
     def text_inputs(
         self, text: str, history: Sequence[tuple[str, str]] | None, layout: int

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 
-from videorefer.prompts import IGNORE_LABEL, object_tag
+from videorefer.prompts import DESCRIBE_PROMPT_VL3, IGNORE_LABEL, object_tag
 from videorefer.video_io import IMAGE_SUFFIXES, Video, VideoSource, load_video_by_fps
 
 from .configuration import (
@@ -47,6 +47,7 @@ class VideoReferVL3Processor(ProcessorMixin):
     `spatial_merge_size`, the encoder's normalisation, the frame sampling (`fps`, `max_frames`)."""
 
     visual_keys = ("pixel_values", "grid_thw", "merge_sizes", "frames_per_sample", "region_inputs")
+    describe_prompt = DESCRIBE_PROMPT_VL3
 
     def __init__(
         self,
@@ -103,11 +104,15 @@ class VideoReferVL3Processor(ProcessorMixin):
         return cls(tokenizer, **settings)
 
     # ------------------------------------------------------------------ video
-    def load_video(self, source: VideoSource | Video, extra_frame_indices: Sequence[int] = ()) -> Video:
-        """The official sampling: `fps` frames per second (a frame folder counts as 3 fps), at most `max_frames`."""
+    def load_video(
+        self, source: VideoSource | Video, extra_frame_indices: Sequence[int] = (), num_frames: int | None = None
+    ) -> Video:
+        """The official sampling: `fps` frames per second (a frame folder counts as 3 fps), at most `max_frames`
+        (or `num_frames`, when given: a lower cap, e.g. the demo's or a benchmark's frame budget)."""
         if _is_image(source):
             raise ValueError("an image was given where a video is needed; pass it to the processor call instead")
-        return load_video_by_fps(source, self.fps, self.max_frames, extra_frame_indices)
+        cap = min(int(num_frames), self.max_frames) if num_frames else self.max_frames
+        return load_video_by_fps(source, self.fps, cap, extra_frame_indices)
 
     # ------------------------------------------------------------------ requests
     def __call__(
@@ -129,11 +134,19 @@ class VideoReferVL3Processor(ProcessorMixin):
         return self._feature(ids, None, visual, layout)
 
     @staticmethod
+    def region_conversation(
+        question: str, history: Sequence[tuple[str, str]] | None, objects: Sequence[ObjectMasks]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """This family's layout of a conversation's region placeholders: one `<region>` per mask, in the first
+        question (`prompting.region_conversation`)."""
+        return region_conversation(question, history, [len(obj) for obj in objects])
+
+    @classmethod
     def _laid_out(
-        text: str, history: Sequence[tuple[str, str]] | None, objects: Sequence[ObjectMasks]
+        cls, text: str, history: Sequence[tuple[str, str]] | None, objects: Sequence[ObjectMasks]
     ) -> tuple[str, list[tuple[str, str]]]:
         masks_per_object = [len(obj) for obj in objects]
-        question, turns = region_conversation(text, history, masks_per_object)
+        question, turns = cls.region_conversation(text, history, objects)
         check_region_placeholders([user for user, _ in turns] + [question], sum(masks_per_object))
         return question, turns
 

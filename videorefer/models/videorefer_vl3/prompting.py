@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from videorefer.prompts import OBJECT_TAG, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER, object_tag
+from videorefer.prompts import check_question, REGION_PLACEHOLDER, VIDEO_PLACEHOLDER, object_tag
 
 from .configuration import VL3_IMAGE_TOKEN, VL3_REGION_TOKEN
 
@@ -25,11 +25,8 @@ __all__ = [
     "render_conversation",
     "expand_regions",
     "check_region_placeholders",
-    "DESCRIBE_PROMPT_VL3",
 ]
 
-# The official VL3 Bench-D question (its evaluation script puts the video after the text).
-DESCRIBE_PROMPT_VL3 = "Please describe in detail the marked object <region> in the video.\n<video>"
 # v1's bracketed placeholder (`[<region>]`, e.g. in videorefer.prompts.DESCRIBE_PROMPT): VL3 brings its own brackets.
 _BRACKETED_REGION = re.compile(r"\[\s*" + re.escape(REGION_PLACEHOLDER) + r"\s*\]")
 
@@ -52,18 +49,6 @@ class VL3Layout:
         return self.timestamps is None
 
 
-def _check_not_empty(question: str) -> None:
-    if not question or not question.strip():
-        raise ValueError("the question is empty")
-
-
-def _check_named_objects(question: str, num_objects: int) -> None:
-    unknown = sorted({int(k) for k in OBJECT_TAG.findall(question)} - set(range(num_objects)))
-    if unknown:
-        have = f"<object0>..<object{num_objects - 1}>" if num_objects else "no objects"
-        raise ValueError(f"the question refers to <object{unknown[0]}> but there are only {have}")
-
-
 def region_question(question: str, masks_per_object: Sequence[int]) -> str:
     """Lay a plain question naming `<object0>`, `<object1>`, ... out in the official VL3 format.
 
@@ -71,13 +56,26 @@ def region_question(question: str, masks_per_object: Sequence[int]) -> str:
     first, each with one `<region>` per mask, as the official examples write them: "There are 2 objects in the
     video: <object0><region>, <object1><region><region>. <question>".
     """
-    _check_not_empty(question)
-    _check_named_objects(question, len(masks_per_object))
-    if REGION_PLACEHOLDER in question or not masks_per_object:
+    check_question(question, len(masks_per_object))
+    if REGION_PLACEHOLDER in question:
+        return _per_mask_placeholders(question, masks_per_object)
+    if not masks_per_object:
         return question
     listing = ", ".join(object_tag(k) + REGION_PLACEHOLDER * int(n) for k, n in enumerate(masks_per_object))
     lead = "There is 1 object" if len(masks_per_object) == 1 else f"There are {len(masks_per_object)} objects"
     return f"{lead} in the video: {listing}. {question.strip()}"
+
+
+def _per_mask_placeholders(question: str, masks_per_object: Sequence[int]) -> str:
+    """A question laid out with one `<region>` per object (e.g. `DESCRIBE_PROMPT`) while some object has masks on
+    several frames: the object's placeholder stands for all its masks, in order. Any other count is left for
+    `check_region_placeholders` to refuse."""
+    question = _BRACKETED_REGION.sub(REGION_PLACEHOLDER, question)
+    num_masks = sum(int(n) for n in masks_per_object)
+    if question.count(REGION_PLACEHOLDER) != len(masks_per_object) or num_masks == len(masks_per_object):
+        return question
+    blocks = iter(REGION_PLACEHOLDER * int(n) for n in masks_per_object)
+    return re.sub(re.escape(REGION_PLACEHOLDER), lambda _: next(blocks), question)
 
 
 def region_conversation(
@@ -87,8 +85,7 @@ def region_conversation(
     history = list(history or [])
     if not history:
         return region_question(question, masks_per_object), history
-    _check_not_empty(question)
-    _check_named_objects(question, len(masks_per_object))
+    check_question(question, len(masks_per_object))
     first, answer = history[0]
     history[0] = (region_question(first, masks_per_object), answer)
     return question, history

@@ -68,6 +68,20 @@ class SplicedCausalLMMixin:
 
     visual_keys: tuple[str, ...] = ()
     visual_options: tuple[str, ...] = ()
+    _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+
+    @classmethod
+    def checkpoint_config(cls, path, config: Any, kwargs: Mapping[str, Any]):
+        """`config` if it is already this family's, else the checkpoint's config.json (Hub arguments of `kwargs`
+        passed on); then completed from the checkpoint (`resolve_checkpoint_config`: the vision settings, ids)."""
+        if not isinstance(config, cls.config_class):
+            config = cls.config_class.from_pretrained(path, **{k: kwargs[k] for k in cls._HUB_KWARGS if k in kwargs})
+        cls.resolve_checkpoint_config(config, path)
+        return config
+
+    @staticmethod
+    def resolve_checkpoint_config(config: Any, path) -> None:
+        """Fill in what an official config.json only names (a family overrides this)."""
 
     def _visual_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Pops the visual inputs and options out of `kwargs`; returns those that are given."""

@@ -63,15 +63,12 @@ class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
         init_causal_lm(self, config, lambda: VideoReferQwen2Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
 
     # ------------------------------------------------------------------ loading
+    resolve_checkpoint_config = staticmethod(resolve_vision_config)  # the tower's settings, from its folder or id
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
         """Load an official or a saved checkpoint, every tensor included (the vision tower's too)."""
-        if not isinstance(config, VideoReferQwen2Config):
-            config_kwargs = {
-                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
-            }
-            config = VideoReferQwen2Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
-        resolve_vision_config(config, pretrained_model_name_or_path)
+        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
 
     @property

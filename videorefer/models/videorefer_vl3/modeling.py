@@ -88,16 +88,16 @@ class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
         init_causal_lm(self, config, lambda: VideoReferVL3Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
 
     # ------------------------------------------------------------------ loading
+    @staticmethod
+    def resolve_checkpoint_config(config: VideoReferVL3Config, path) -> None:
+        """The encoder's settings (its folder or the published id) and the `<image>` / `<REGION>` ids."""
+        resolve_vision_config(config, path)
+        resolve_token_ids(config, path)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
         """Load an official or a saved checkpoint; generation defaults become the official greedy settings."""
-        if not isinstance(config, VideoReferVL3Config):
-            config_kwargs = {
-                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
-            }
-            config = VideoReferVL3Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
-        resolve_vision_config(config, pretrained_model_name_or_path)
-        resolve_token_ids(config, pretrained_model_name_or_path)
+        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
         if kwargs.get("attn_implementation") is None and _flash_attention_fits(kwargs.get("dtype")):
             kwargs["attn_implementation"] = "flash_attention_2"
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)

@@ -125,12 +125,12 @@ class SplicedCausalLMMixin:
     ):
         """New token ids `(b, n)`; the prompt enters as spliced embeddings (left padded)."""
         visual = self._visual_kwargs(kwargs)
-        if not self._has_visual(visual, visual_features):
-            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        inputs_embeds, attention_mask, _, _ = self.prepare_multimodal_inputs(
-            input_ids, attention_mask, None, visual_features, padding_side="left", **visual
-        )
+        if self._has_visual(visual, visual_features):
+            kwargs["inputs_embeds"], attention_mask, _, _ = self.prepare_multimodal_inputs(
+                input_ids, attention_mask, None, visual_features, padding_side="left", **visual
+            )
+            input_ids = None
         with warnings.catch_warnings():
             # As in the official code: the prompt enters as embeddings, so a repetition penalty sees only new tokens.
             warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
-            return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from videorefer.demo.zerogpu import import_spaces_first  # noqa: E402
+
+import_spaces_first()  # ZeroGPU: `spaces` before anything imports torch
 import gradio as gr  # noqa: E402
 
 from videorefer.demo.backend import Backend, Settings, load_backend, parse_settings  # noqa: E402
@@ -37,7 +40,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
     settings = backend.settings
     gpu = dict(concurrency_id="gpu", concurrency_limit=backend.gpu_slots)
     with gr.Blocks(title="VideoRefer demo") as demo:
-        state = gr.State(None, time_to_live=3600)
+        state = gr.State(None, time_to_live=3600, delete_callback=h.release)
         gr.Markdown("# VideoRefer — ask about any object in a video")
         if backend.tiny:
             gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",
@@ -66,6 +69,14 @@ def build_demo(backend: Backend) -> gr.Blocks:
                                           elem_id="click-mode")
                     clear = gr.Button("Clear clicks on this frame", size="sm")
                 track = gr.Button("Track objects through the video", variant="primary", elem_id="track")
+                with gr.Accordion("Tracked video and saved regions", open=True):
+                    tracked = gr.Video(label="Tracked masks", interactive=False, elem_id="tracked-video")
+                    with gr.Row():
+                        video_file = gr.File(label="Download the video (mp4)", elem_id="tracked-download")
+                        regions_file = gr.File(label="Download the regions (JSON)", elem_id="regions-download")
+                        regions_upload = gr.File(label="Restore objects from a regions file", file_types=[".json"],
+                                                 type="filepath", elem_id="regions-upload")
+                    save = gr.Button("Save the objects as a regions file", size="sm", elem_id="save-regions")
             with gr.Column(scale=2):
                 video = gr.File(label="Video", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif"],
                                 type="filepath", elem_id="video-upload")
@@ -104,13 +115,18 @@ def build_demo(backend: Backend) -> gr.Blocks:
         use_saved.click(h.add_saved_objects, [state], [state, slider, editor, *panel], api_visibility="private", **gpu)
         objects.input(h.choose_object, [objects, slider, state], [state, *panel], api_visibility="private")
         rename.click(h.rename, [name, slider, state], [state, *panel], api_visibility="private")
-        remove.click(h.remove, [slider, state], [state, *panel], api_visibility="private")
+        remove.click(h.remove, [slider, state], [state, *panel, chat], api_visibility="private")
         clear.click(h.clear_clicks, [slider, state], [state, *panel], api_visibility="private", **gpu)
-        track.click(h.track, [slider, state], [state, *panel], api_visibility="private", **gpu)
+        track.click(h.track, [slider, state], [state, *panel, tracked, video_file, regions_file],
+                    api_visibility="private", **gpu)
+        save.click(h.save_regions, [state], [regions_file], api_visibility="private")
+        regions_upload.upload(h.restore_regions, [regions_upload, slider, state], [state, *panel, tracked, video_file],
+                              api_visibility="private")
         for trigger in (send.click, question.submit):
             trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **gpu)
-        stop.click(h.stop, [state], None, queue=False, api_visibility="private")
-        describe.click(h.describe_question, [state], [question], api_visibility="private")
+        describe.click(h.describe, [mode, state], [chat, question], api_visibility="private", **gpu)
+        stop.click(h.stop, [state], None, queue=False, api_visibility="private")  # ends generation, keeps the text
+        demo.unload(h.unload)  # a visitor leaving stops their answer and frees their GPU memory
         relate.click(h.relate_question, [state], [question], api_visibility="private")
         clear_chat.click(h.clear_chat, [state], [chat], api_visibility="private")
     return demo

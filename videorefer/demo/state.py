@@ -42,6 +42,17 @@ class DemoObject:
 
 
 @dataclass
+class ChatTurn:
+    """One exchange of the chat. `in_history` turns are the conversation the model sees again on a follow-up; the
+    Describe button's turns are not (they ask `DESCRIBE_PROMPT` about one object, as `/describe` does)."""
+
+    question: str  # as sent to the model
+    answer: str
+    shown: str | None = None  # what the chat shows instead of `question` (e.g. "Describe <object1>")
+    in_history: bool = True
+
+
+@dataclass
 class DemoState:
     """Everything one visitor has: never shared between sessions."""
 
@@ -53,9 +64,22 @@ class DemoState:
     next_id: int = 0
     pending_corner: tuple[float, float] | None = None  # first corner of a box being drawn
     pending_pos: int | None = None
-    history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) pairs for the model
+    chat: list[ChatTurn] = field(default_factory=list)
     saved_objects: list[dict] = field(default_factory=list)  # an example's saved objects (name, prompt)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    files: list[str] = field(default_factory=list)  # files written for this visitor (tracked video, regions)
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """(question, answer) pairs of the conversation, as the model sees them on a follow-up."""
+        return [(turn.question, turn.answer) for turn in self.chat if turn.in_history]
+
+    def __getstate__(self) -> dict:
+        """Pickled for ZeroGPU's worker without the stop event (a lock); the worker gets a fresh one."""
+        return {k: v for k, v in self.__dict__.items() if k != "stop_event"}
+
+    def __setstate__(self, values: dict) -> None:
+        self.__dict__.update(values, stop_event=threading.Event())
 
     @property
     def names(self) -> list[str]:

@@ -28,8 +28,9 @@ INSTRUCTIONS = """
 1. **Upload a video** or pick the example. Move the slider to any frame.
 2. **Point at an object**: click on the frame (positive / negative clicks or two box corners), or paint it in the
    *Brush* tab. Each object gets a colour and a tag: `<object0>`, `<object1>`, … Use **New object** for the next one.
-3. **Track** the objects through the video (optional), then **ask** about them in the chat, e.g.
-   *What is `<object0>` doing?*
+3. **Track** the objects through the video (optional): the tracked masks play below the frame; download the video
+   or the objects (a regions file you can upload later to restore them). Then **ask** about the objects in the
+   chat, e.g. *What is `<object0>` doing?* Removing an object renumbers the later ones, in the chat too.
 """
 CSS = ".tiny-banner {background:#fff3cd;border:2px solid #e0a800;border-radius:8px;padding:8px 12px;}"
 

@@ -4,6 +4,7 @@ on the frame, see the mask overlay, ask a question, see the answer stream in; a 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +101,8 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             print(f"screenshot: {tmp_path / 'demo.png'}")
             assert (tmp_path / "demo.png").stat().st_size > 10_000
 
+            _track_watch_and_round_trip_the_regions(page, sync_api, tmp_path)
+
             other = browser.new_context().new_page()  # another visitor: fresh state
             other.goto(server)
             sync_api.expect(other.locator("#legend")).to_contain_text("No objects yet", timeout=30_000)
@@ -107,3 +110,53 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             assert other.locator("#frame img").count() == 0  # nor the first visitor's video
         finally:
             browser.close()
+
+
+def _track_watch_and_round_trip_the_regions(page, sync_api, tmp_path) -> None:
+    """Track: the tracked-mask video plays in the browser. Download the regions, remove the object, upload the file:
+    the object comes back. A regions file of another video is refused with a message."""
+    page.locator("#track").click()
+    video = page.locator("#tracked-video video")
+    sync_api.expect(video).to_have_count(1, timeout=120_000)
+    page.wait_for_function("""() => {
+        const v = document.querySelector('#tracked-video video');
+        return v && v.readyState >= 1 && v.duration > 0;
+    }""", timeout=60_000)
+    duration, error = page.evaluate("""() => {
+        const v = document.querySelector('#tracked-video video');
+        return [v.duration, v.error ? v.error.code : null];
+    }""")
+    assert 5.0 < duration < 5.6 and error is None  # bigbuckbunny: 132 frames at 25 fps
+    played = page.evaluate("""async () => {
+        const v = document.querySelector('#tracked-video video');
+        v.muted = true;
+        await v.play();
+        await new Promise(r => setTimeout(r, 1500));
+        v.pause();
+        return [v.currentTime, v.error ? v.error.code : null, v.videoWidth];
+    }""")
+    assert played[0] > 0.3 and played[1] is None and played[2] == 960, f"the video did not play: {played}"
+    page.screenshot(path=str(tmp_path / "tracked.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'tracked.png'}")
+
+    link = page.locator("#regions-download a").first
+    sync_api.expect(link).to_be_visible(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "regions.json"
+    download.value.save_as(saved)
+    doc = json.loads(saved.read_text())
+    assert doc["total_frames"] == 132 and doc["objects"][0]["name"] == "object 0"
+    page.locator("#object-select").click()  # nothing to choose but <object0>: remove it
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Remove object").click()
+    sync_api.expect(page.locator("#legend")).to_contain_text("No objects yet", timeout=30_000)
+    page.locator("#regions-upload input[type=file]").set_input_files(str(saved))
+    sync_api.expect(page.locator("#legend")).to_contain_text("<object0>", timeout=60_000)
+    sync_api.expect(page.locator("#legend")).to_contain_text("tracked", timeout=10_000)
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**doc, "width": 64, "height": 48}))
+    page.locator("#regions-upload button[aria-label='Clear']").first.click()
+    page.locator("#regions-upload input[type=file]").set_input_files(str(other))
+    sync_api.expect(page.get_by_text("is for a 64×48 video")).to_be_visible(timeout=30_000)

@@ -59,7 +59,7 @@ def write_tracked_video(state: DemoState, path: str | os.PathLike | None = None)
     if not state.objects:
         raise DemoError("There are no objects to show: point at an object and track it first.")
     codec, suffix, options = _codec()
-    path = Path(path) if path is not None else visitor_folder(state) / f"tracked{suffix}"
+    path = Path(path) if path is not None else visitor_folder(state) / f"{Path(state.info.path).stem}-tracked{suffix}"
     fps = state.info.fps or 25.0
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w", options={"movflags": options.pop("movflags")} if "movflags" in options else {}) as out:
@@ -91,7 +91,7 @@ def regions_document(state: DemoState) -> dict:
 
 
 def write_regions(state: DemoState) -> Path:
-    path = visitor_folder(state) / "regions.json"
+    path = visitor_folder(state) / f"{Path(state.info.path).stem}.regions.json"
     path.write_text(json.dumps(regions_document(state)))
     return path
 

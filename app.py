@@ -164,6 +164,9 @@ def launch(settings: Settings, backend: Backend | None = None, **kwargs) -> gr.B
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = parse_settings()
     try:
         backend = load_backend(settings)

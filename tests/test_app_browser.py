@@ -51,7 +51,7 @@ def server(tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"app.py did not start:\n{log.read_text()[-3000:]}")
             time.sleep(1)
-        yield url
+        yield url, log
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -62,6 +62,7 @@ def _frame_pixels(page) -> np.ndarray:
 
 
 def test_upload_click_ask_in_a_real_browser(server, tmp_path):
+    server, log = server
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -108,6 +109,12 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             sync_api.expect(other.locator("#legend")).to_contain_text("No objects yet", timeout=30_000)
             assert "<object0>" not in other.locator("#chat").inner_text()
             assert other.locator("#frame img").count() == 0  # nor the first visitor's video
+
+            page.close()  # the first visitor leaves: their GPU caches are freed (demo.unload)
+            deadline = time.time() + 30
+            while "left: answer stopped, GPU caches freed" not in log.read_text() and time.time() < deadline:
+                time.sleep(0.5)
+            assert "left: answer stopped, GPU caches freed" in log.read_text()
         finally:
             browser.close()
 

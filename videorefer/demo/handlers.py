@@ -23,7 +23,7 @@ from .limits import DemoError
 from .overlay import colour_tags, display_size, legend_html
 from .sessions import Sessions
 from .state import DemoState
-from .zerogpu import gpu, gpu_duration, shared_by_reference
+from .zerogpu import gpu, gpu_duration, on_zero_gpu, shared_by_reference
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,14 @@ def user_errors(fn: Callable) -> Callable:
             raise convert(error) from None
 
     return wrapper
+
+
+def _handback(state: DemoState) -> DemoState:
+    """The state a GPU call returns. On ZeroGPU it travels back from the worker: its SAM 2 features (CUDA tensors of
+    the worker's lent GPU) stay behind, recomputed on the next call that needs them."""
+    if on_zero_gpu():
+        state.session._store.clear()
+    return state
 
 
 def _need(state: DemoState | None) -> DemoState:
@@ -174,7 +182,8 @@ class DemoHandlers:
 
     @gpu(duration=_prompt_seconds)
     def _segment_click(self, state: DemoState, pos: float, x: float, y: float, mode: str):
-        return state, service.click(state, state.clamp(pos), x, y, mode, self.limits)
+        warning = service.click(state, state.clamp(pos), x, y, mode, self.limits)
+        return _handback(state), warning
 
     @user_errors
     def on_brush(self, editor: dict | None, pos: float, refine: bool, state: DemoState | None):
@@ -194,7 +203,8 @@ class DemoHandlers:
 
     @gpu(duration=_prompt_seconds)
     def _segment_brush(self, state: DemoState, pos: float, mask: np.ndarray, refine: bool):
-        return state, service.brush(state, state.clamp(pos), mask, refine, self.limits)
+        warning = service.brush(state, state.clamp(pos), mask, refine, self.limits)
+        return _handback(state), warning
 
     @user_errors
     def add_saved_objects(self, state: DemoState | None):
@@ -207,7 +217,8 @@ class DemoHandlers:
 
     @gpu(duration=_prompt_seconds)
     def _add_saved(self, state: DemoState):
-        return state, service.add_saved_objects(state, self.limits)
+        count = service.add_saved_objects(state, self.limits)
+        return _handback(state), count
 
     @user_errors
     def add_object(self, pos: float, state: DemoState | None):
@@ -244,7 +255,7 @@ class DemoHandlers:
     @gpu(duration=_prompt_seconds)
     def _clear(self, state: DemoState, pos: float) -> DemoState:
         service.clear_frame(state, state.clamp(pos))
-        return state
+        return _handback(state)
 
     @user_errors
     def track(self, pos: float, state: DemoState | None, progress=gr.Progress()):
@@ -260,7 +271,7 @@ class DemoHandlers:
     @gpu(duration=_track_seconds)
     def _track(self, state: DemoState, progress: Any) -> DemoState:
         service.track(self.backend, state, lambda done, total: progress((done, total), desc="Tracking", unit="steps"))
-        return state
+        return _handback(state)
 
     def _downloads(self, state: DemoState) -> tuple:
         """(tracked video, its download, regions download) once the objects are tracked (CPU work)."""

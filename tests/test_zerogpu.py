@@ -107,3 +107,49 @@ def test_the_concurrency_limit_follows_the_models_devices(monkeypatch):
     assert gpu_slots({"cuda:0", "cuda:1", "cpu"}) == 2
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert gpu_slots({"cuda:0"}) == ZEROGPU_SLOTS
+
+
+def test_the_page_works_when_every_gpu_call_crosses_a_process_boundary(monkeypatch):
+    """ZeroGPU runs each GPU method in a forked worker: arguments and results are pickled, and changes the worker
+    makes to its copy of the state are lost unless returned. Emulate that boundary around every GPU method."""
+    import inspect
+
+    import gradio as gr
+
+    from videorefer.demo.backend import Settings, load_backend
+    from videorefer.demo.limits import Limits
+
+    class Click:
+        index = [480, 270]
+
+    limits = Limits(scrub_frames=4)
+    h = handlers_module.DemoHandlers(load_backend(Settings(tiny=True, device="cpu", limits=limits)))
+    crossings = []
+
+    def across(method):
+        if inspect.isgeneratorfunction(method):
+            def generator(*args):
+                crossings.append(method.__name__)
+                for item in method(*pickle.loads(pickle.dumps(args))):
+                    yield pickle.loads(pickle.dumps(item))
+            return generator
+
+        def call(*args):
+            crossings.append(method.__name__)
+            return pickle.loads(pickle.dumps(method(*pickle.loads(pickle.dumps(args)))))
+        return call
+
+    for name in ("_segment_click", "_segment_brush", "_add_saved", "_clear", "_track", "_answer"):
+        monkeypatch.setattr(h, name, across(getattr(h, name)))
+    state, *_ = h.load(BUNNY, None)
+    state, image, *_ = h.on_click(0, "Positive click", state, Click())
+    assert len(state.objects) == 1 and state.masks_on(0)[0].any()  # the worker's change came back
+    state, *_ = h.add_object(0, state)
+    state, *_ = h.on_click(0, "Positive click", state, Click())
+    state, *_ = h.track(0, state, progress=gr.Progress())  # gradio passes a picklable Progress
+    assert all(obj.tracked for obj in state.objects) and len(state.object_masks(1)) == len(state.frame_indices)
+    *_, (messages, _) = h.ask("What is <object1> doing?", "Auto (multi-frame if tracked)", state)
+    assert state.history and state.history[0][0] == "What is <object1> doing?"
+    state, *_ = h.clear_clicks(0, state)
+    assert not state.objects[1].prompts
+    assert {"_segment_click", "_track", "_answer", "_clear"} <= set(crossings)

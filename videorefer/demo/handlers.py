@@ -110,7 +110,8 @@ class DemoHandlers:
     """Event handlers bound to the loaded models.
 
     Methods decorated with `gpu` may run in ZeroGPU's forked worker: they return the state they changed, and the
-    caller carries on with that (on a plain GPU or CPU it is the same object)."""
+    caller carries on with that (on a plain GPU or CPU it is the same object). `user_errors` sits inside `gpu`, so
+    that a `DemoError` crosses back from the worker as the `gr.Error` ZeroGPU passes on, message intact."""
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -144,11 +145,11 @@ class DemoHandlers:
     @user_errors
     def load(self, path: str | None, previous: DemoState | None, request: gr.Request = None):
         """A new video (upload or example): decode it once; the chat and objects start over."""
-        if previous is not None:
-            self.sessions.release(previous)
         if not path:
+            self.sessions.release(previous)
             return (None, gr.update(maximum=1, value=0, interactive=False), None, [], *self._panel(None))
-        state = service.open_video(self.backend, path, self.limits)
+        state = service.open_video(self.backend, path, self.limits)  # a bad video keeps the previous one
+        self.sessions.release(previous)
         self.sessions.register(request, state)
         n = len(state.frame_indices)
         info = state.info
@@ -181,6 +182,7 @@ class DemoHandlers:
         return state, *self._panel(state, pos)
 
     @gpu(duration=_prompt_seconds)
+    @user_errors
     def _segment_click(self, state: DemoState, pos: float, x: float, y: float, mode: str):
         warning = service.click(state, state.clamp(pos), x, y, mode, self.limits)
         return _handback(state), warning
@@ -202,6 +204,7 @@ class DemoHandlers:
         return state, *self._panel(state, pos)
 
     @gpu(duration=_prompt_seconds)
+    @user_errors
     def _segment_brush(self, state: DemoState, pos: float, mask: np.ndarray, refine: bool):
         warning = service.brush(state, state.clamp(pos), mask, refine, self.limits)
         return _handback(state), warning
@@ -216,6 +219,7 @@ class DemoHandlers:
         return state, gr.update(value=pos), self._editor(state, pos), *self._panel(state, pos)
 
     @gpu(duration=_prompt_seconds)
+    @user_errors
     def _add_saved(self, state: DemoState):
         count = service.add_saved_objects(state, self.limits)
         return _handback(state), count
@@ -253,6 +257,7 @@ class DemoHandlers:
         return state, *self._panel(state, pos)
 
     @gpu(duration=_prompt_seconds)
+    @user_errors
     def _clear(self, state: DemoState, pos: float) -> DemoState:
         service.clear_frame(state, state.clamp(pos))
         return _handback(state)
@@ -269,6 +274,7 @@ class DemoHandlers:
         return state, *self._panel(state, pos), *self._downloads(state)
 
     @gpu(duration=_track_seconds)
+    @user_errors
     def _track(self, state: DemoState, progress: Any) -> DemoState:
         service.track(self.backend, state, lambda done, total: progress((done, total), desc="Tracking", unit="steps"))
         return _handback(state)
@@ -336,6 +342,7 @@ class DemoHandlers:
         yield self._messages(state), ""
 
     @gpu(duration=_answer_seconds)
+    @user_errors
     def _answer(self, state: DemoState, question: str, regions: list, describe: bool):
         yield from service.answer_stream(self.backend, state, question, regions, describe)
 
@@ -366,26 +373,26 @@ class DemoHandlers:
         self.sessions.leave(request)
 
     # -------------------------------------------------------------------------------------------------- API
-    @user_errors
     @gpu(duration=_api_segment_seconds)
+    @user_errors
     def api_segment(self, video: str | None, frame_index: float, points: Any, labels: Any, box: Any) -> dict:
         """Mask of one object on one frame from clicks and/or a box → `{"frame_index", "mask": RLE, "area"}`."""
         return endpoints.segment(self.backend, video, frame_index, points, labels, box, self.limits)
 
-    @user_errors
     @gpu(duration=_api_track_seconds)
+    @user_errors
     def api_track(self, video: str | None, regions: Any) -> dict:
         """Track the objects of a regions document → a regions document with a mask on every sampled frame."""
         return endpoints.track(self.backend, video, regions, self.limits)
 
-    @user_errors
     @gpu(duration=_answer_seconds)
+    @user_errors
     def api_describe(self, video: str | None, regions: Any, mode: str) -> str:
         """A detailed description of the one object in `regions`."""
         return endpoints.describe(self.backend, video, regions, mode, self.limits)
 
-    @user_errors
     @gpu(duration=_answer_seconds)
+    @user_errors
     def api_ask(self, video: str | None, regions: Any, question: str, history: Any, mode: str):
         """Stream the answer to a question about `<object0>`, `<object1>`, ... of `regions`."""
         yield from endpoints.ask_stream_api(self.backend, video, regions, question, history, mode, self.limits)

@@ -14,12 +14,10 @@ visible outside a call.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 from typing import Any, Callable
 
-logger = logging.getLogger(__name__)
 
 # ZeroGPU's limits (https://huggingface.co/docs/hub/spaces-zerogpu): 60 s when no duration is given; requests above
 # a few minutes are refused ("ZeroGPU illegal duration"), so we never ask for more than 300 s.

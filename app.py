@@ -115,7 +115,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
         new.click(h.add_object, [slider, state], [state, *panel], api_visibility="private")
         use_saved.click(h.add_saved_objects, [state], [state, slider, editor, *panel], api_visibility="private", **gpu)
         objects.input(h.choose_object, [objects, slider, state], [state, *panel], api_visibility="private")
-        rename.click(h.rename, [name, slider, state], [state, *panel], api_visibility="private")
+        rename.click(h.rename, [name, slider, state], [state, *panel, chat], api_visibility="private")
         remove.click(h.remove, [slider, state], [state, *panel, chat], api_visibility="private")
         clear.click(h.clear_clicks, [slider, state], [state, *panel], api_visibility="private", **gpu)
         track.click(h.track, [slider, state], [state, *panel, tracked, video_file, regions_file],

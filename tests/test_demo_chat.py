@@ -78,9 +78,9 @@ def test_removing_an_object_renumbers_the_history_the_model_sees(handlers, recor
     prompt = " ".join(call["prompt"].split())
     assert "What is <object0> <region> doing?" in prompt.replace("[", "").replace("]", "").replace("  ", " ")
     assert "<object1>" not in prompt
-    service.rename_object(state, "blue sky")  # renaming changes no tag: the history keeps <object0>
+    state, *_, chat = handlers.rename("blue sky", 0, state)  # renaming changes no tag: the history keeps <object0>
     assert state.history[0][0] == "What is <object0> doing?"
-    assert "&lt;object0&gt; blue sky" in handlers._messages(state)[0]["content"]
+    assert "&lt;object0&gt; blue sky" in chat[0]["content"]
 
 
 def test_removing_the_object_a_turn_was_about_spells_it_out(handlers):

@@ -239,9 +239,10 @@ class DemoHandlers:
 
     @user_errors
     def rename(self, name: str, pos: float, state: DemoState | None):
+        """Rename the selected object (its tag stays; the chat shows the new name next to it)."""
         state = _need(state)
         service.rename_object(state, name)
-        return state, *self._panel(state, pos)
+        return state, *self._panel(state, pos), self._messages(state)
 
     @user_errors
     def remove(self, pos: float, state: DemoState | None):

@@ -15,7 +15,6 @@ import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -40,13 +39,11 @@ def _codec() -> tuple[str, str, dict[str, str]]:
 
 
 def visitor_folder(state: DemoState) -> Path:
-    """A temporary folder for this visitor's files (removed with the visitor's state, see `release_files`)."""
-    folder = getattr(state, "_folder", None)
-    if folder is None or not os.path.isdir(folder):
-        folder = tempfile.mkdtemp(prefix="videorefer-visitor-")
-        state.files.append(folder)
-        state._folder = folder  # type: ignore[attr-defined]
-    return Path(folder)
+    """This visitor's folder for generated files, named after the state's `uid` (so that every copy of the state
+    finds it); removed with the visitor's state (`release_files`)."""
+    folder = Path(tempfile.gettempdir()) / f"videorefer-visitor-{state.uid}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
 
 
 def write_tracked_video(state: DemoState, path: str | os.PathLike | None = None) -> Path:
@@ -164,11 +161,8 @@ def restore_objects(state: DemoState, objects: list[dict[int, np.ndarray]], name
     return skipped
 
 
-def release_files(state: Any) -> None:
+def release_files(state: DemoState) -> None:
     """Remove the files written for this visitor."""
     import shutil
 
-    for item in list(getattr(state, "files", [])):
-        shutil.rmtree(item, ignore_errors=True) if os.path.isdir(item) else Path(item).unlink(missing_ok=True)
-    if getattr(state, "files", None) is not None:
-        state.files.clear()
+    shutil.rmtree(Path(tempfile.gettempdir()) / f"videorefer-visitor-{state.uid}", ignore_errors=True)

@@ -56,8 +56,9 @@ class Sessions:
         state.stop_event.set()
         self.free_gpu_memory(state)
         release_files(state)
+        state.forget_stop_event()
         with self._lock:
-            for session in [s for s, kept in self._states.items() if kept is state]:
+            for session in [s for s, kept in self._states.items() if kept.uid == state.uid]:
                 del self._states[session]
 
     def free_gpu_memory(self, state: DemoState) -> None:

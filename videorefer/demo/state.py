@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .limits import VideoInfo
+
+_STOP_EVENTS: dict[str, threading.Event] = {}  # DemoState.uid -> its stop event (a lock cannot be pickled)
+_EVENTS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -66,20 +70,23 @@ class DemoState:
     pending_pos: int | None = None
     chat: list[ChatTurn] = field(default_factory=list)
     saved_objects: list[dict] = field(default_factory=list)  # an example's saved objects (name, prompt)
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    files: list[str] = field(default_factory=list)  # files written for this visitor (tracked video, regions)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # the same in every copy of this state
 
     @property
     def history(self) -> list[tuple[str, str]]:
         """(question, answer) pairs of the conversation, as the model sees them on a follow-up."""
         return [(turn.question, turn.answer) for turn in self.chat if turn.in_history]
 
-    def __getstate__(self) -> dict:
-        """Pickled for ZeroGPU's worker without the stop event (a lock); the worker gets a fresh one."""
-        return {k: v for k, v in self.__dict__.items() if k != "stop_event"}
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set to end the running answer early. Shared by every copy of this state in this process (ZeroGPU hands
+        back pickled copies of the state; a Stop click or a visitor leaving must reach the answer being written)."""
+        with _EVENTS_LOCK:
+            return _STOP_EVENTS.setdefault(self.uid, threading.Event())
 
-    def __setstate__(self, values: dict) -> None:
-        self.__dict__.update(values, stop_event=threading.Event())
+    def forget_stop_event(self) -> None:
+        with _EVENTS_LOCK:
+            _STOP_EVENTS.pop(self.uid, None)
 
     @property
     def names(self) -> list[str]:

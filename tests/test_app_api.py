@@ -174,3 +174,29 @@ def test_the_page_is_labelled_tiny_and_shows_the_limits(server):
     page = httpx.get(server[0]).text
     assert "Tiny mode" in page and "up to 3 MB" in page and "up to 10 s" in page
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+
+
+def test_a_cancelled_api_call_stops_its_generation(server, client, monkeypatch):
+    """A client that cancels (or disconnects) mid-answer: gradio closes the stream, and the stop event the model's
+    generation thread watches is set (the real `ask_stream` ends generation on it)."""
+    import time
+
+    backend = server[1]
+    events = []
+
+    def slow_answer(video, regions, question, history=None, stop_event=None, **kwargs):
+        events.append(stop_event)
+        text = ""
+        for _ in range(600):  # 60 s unless stopped
+            text += "word "
+            yield text
+            time.sleep(0.1)
+
+    monkeypatch.setattr(backend.model, "ask_stream", slow_answer)
+    job = client.submit(handle_file(BUNNY), REGIONS, "What is <object0>?", None, "single", api_name="/ask")
+    deadline = time.time() + 30
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.1)
+    assert job.outputs() and events and not events[0].is_set(), "no partial answer arrived"
+    job.cancel()
+    assert events[0].wait(20), "the generation was not told to stop after the client cancelled"

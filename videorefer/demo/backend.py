@@ -28,12 +28,10 @@ QUANTIZATIONS = ("none", "8bit", "4bit")
 
 
 def gpu(fn: Callable) -> Callable:
-    """`spaces.GPU` on Hugging Face Spaces (ZeroGPU); the function unchanged elsewhere."""
-    try:
-        import spaces
-    except ImportError:
-        return fn
-    return spaces.GPU(fn)
+    """Kept for callers of the old name: `zerogpu.gpu` (with a duration policy) is the one to use."""
+    from .zerogpu import gpu as zerogpu_gpu
+
+    return zerogpu_gpu(fn)
 
 
 @dataclass
@@ -107,11 +105,10 @@ class Backend:
 
     @property
     def gpu_slots(self) -> int:
-        """Concurrent model calls: one per visible GPU when running on CUDA, else 1."""
-        import torch
+        """Concurrent model calls, from the devices the models' weights are actually on (`zerogpu.gpu_slots`)."""
+        from .zerogpu import gpu_slots, model_devices
 
-        on_cuda = self.model.device.type == "cuda"
-        return max(1, torch.cuda.device_count()) if on_cuda else 1
+        return gpu_slots(model_devices(self.model.model, self.segmenter.model))
 
 
 def load_backend(settings: Settings) -> Backend:
@@ -131,15 +128,18 @@ def load_backend(settings: Settings) -> Backend:
         label = "TINY RANDOM MODELS (built in code, untrained): answers and masks are meaningless"
     else:
         label = f"{model_id} ({settings.quantization}) + {sam2_id}"
-    model = VideoRefer.from_pretrained(model_id, quantization=quantization, device=settings.device)
+    from .zerogpu import default_device
+
+    device = settings.device or default_device()  # `cuda` on a ZeroGPU Space: models are placed there at import
+    model = VideoRefer.from_pretrained(model_id, quantization=quantization, device=device)
     model.generation_defaults["max_new_tokens"] = 48 if settings.tiny else settings.max_new_tokens
-    segmenter = Sam2Segmenter.from_pretrained(sam2_id, device=settings.device)
+    segmenter = Sam2Segmenter.from_pretrained(sam2_id, device=device)
     backend = Backend(model=model, segmenter=segmenter, settings=settings, label=label)
-    backend.finder = _load_finder(settings, segmenter, folder if settings.tiny else None)
+    backend.finder = _load_finder(settings, segmenter, device, folder if settings.tiny else None)
     return backend
 
 
-def _load_finder(settings: Settings, segmenter: Any, tiny_folder: str | None) -> Any:
+def _load_finder(settings: Settings, segmenter: Any, device: str, tiny_folder: str | None) -> Any:
     """Grounding DINO + the shared SAM 2.1 for Find by name (a random tiny Grounding DINO in tiny mode)."""
     from videorefer.segmentation import GroundingDinoDetector, ObjectFinder
 
@@ -150,5 +150,5 @@ def _load_finder(settings: Settings, segmenter: Any, tiny_folder: str | None) ->
         from videorefer.testing.tiny_grounding_dino import build_tiny_grounding_dino
 
         detector_id = build_tiny_grounding_dino(os.path.join(tiny_folder, "grounding-dino"))
-    detector = GroundingDinoDetector.from_pretrained(detector_id, device=settings.device)
+    detector = GroundingDinoDetector.from_pretrained(detector_id, device=device)
     return ObjectFinder(detector, segmenter, threshold=settings.find_threshold, max_objects=settings.limits.max_objects)

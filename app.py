@@ -1,7 +1,9 @@
 """VideoRefer demo: point at objects in a video, track them, and chat about them.
 
-    python app.py                 # DAMO-NLP-SG/VideoRefer-7B + facebook/sam2.1-hiera-large from the Hub
-    python app.py --tiny          # random tiny models built in code (no download; answers are gibberish)
+    python app.py                 # DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B + SAM 2.1 + Grounding DINO from the Hub
+    python app.py --model DAMO-NLP-SG/VideoRefer-7B   # any checkpoint of either family (a Hub id or a folder)
+    python app.py --tiny          # random tiny models built in code (no download; answers are gibberish): VL3
+    python app.py --tiny v1       # ... of the VideoRefer-7B family
     python app.py --help          # model id, quantization, SAM 2 checkpoint, device, port, limits
 
 This file only lays out the page and wires events; the logic lives in `videorefer.demo`.
@@ -49,7 +51,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
             gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",
                         elem_id="tiny-banner")
         else:
-            gr.Markdown(f"Model: `{backend.label}`")
+            gr.Markdown(f"Models: `{backend.label}`")
+        gr.Markdown(backend.model_card(), elem_id="model-card")
         gr.Markdown(INSTRUCTIONS)
         gr.Markdown(settings.limits.describe(), elem_id="limits")
         with gr.Row():
@@ -113,7 +116,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
         with gr.Row():
             describe = gr.Button("Describe the selected object", size="sm")
             relate = gr.Button("How do these objects relate?", size="sm")
-            mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees")
+            mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees",
+                            info=f"Multi-frame: {backend.region_policy()}.", elem_id="frame-mode")
             clear_chat = gr.Button("Clear chat", size="sm")
 
         _api(h, gpu)  # first, so that the API names are not taken by the page's own (private) events

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videorefer.video_io import Video, sample_frame_indices
+from videorefer.video_io import Video
 
 from .limits import IMAGE_SUFFIXES, VIDEO_SUFFIXES, DemoError, Limits, VideoInfo, _short
 
@@ -149,16 +149,19 @@ class VideoFile:
 
 
 def as_model_video(
-    info: VideoInfo, indices: Sequence[int], frames: np.ndarray, num_frames: int
+    info: VideoInfo, indices: Sequence[int], frames: np.ndarray, sampling: tuple[Sequence[int], Sequence[float] | None]
 ) -> Video | np.ndarray:
-    """The decoded frames (raw `indices`, which hold the model's `num_frames` sampled frames) as the
-    `videorefer.video_io.Video` the model takes, so that it does not decode the file again; for an image, its
-    (H, W, 3) pixels (`service.ask_stream` answers those through `image_mode.ask_image_stream`)."""
+    """The decoded frames (raw `indices`, which hold the model's sampled frames) as the `videorefer.video_io.Video`
+    the model takes, so that it does not decode the file again; for an image, its (H, W, 3) pixels
+    (`service.ask_stream` answers those through `image_mode.ask_image_stream`).
+
+    `sampling`: `(sampled raw indices, their timestamps or None)`, what the loaded family's processor samples
+    (`Backend.model_frames`): the Video is exactly what its `load_video` would have decoded."""
     from .image_mode import is_image
 
     if is_image(info.path):
         return frames[0]
-    sampled = sample_frame_indices(info.total_frames, num_frames)
+    sampled, timestamps = list(sampling[0]), sampling[1]
     row = {raw: k for k, raw in enumerate(indices)}
     missing = sorted(set(sampled) - row.keys())
     if missing:
@@ -170,4 +173,5 @@ def as_model_video(
         fps=info.fps,
         extra={raw: frames[k] for raw, k in row.items() if raw not in set(sampled)},
         key=source_key(info.path),
+        timestamps=list(timestamps) if timestamps is not None else None,
     )

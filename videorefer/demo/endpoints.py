@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from videorefer.regions import mask_to_rle, objects_from_json, objects_to_json
-from videorefer.video_io import Video, sample_frame_indices
+from videorefer.video_io import Video
 
 from .backend import Backend
 from .decode import VideoFile, as_model_video
@@ -125,7 +125,7 @@ def track(backend: Backend, video: str | None, regions: Any, limits: Limits) -> 
         info = file.info
         objects, names = read_regions(regions, info, limits)
         prompted = {f for obj in objects for f in obj}
-        grid = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)
+        grid = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0])
         indices = sorted(set(grid) | prompted)
         frames = file.decode(indices)
     position = {raw: pos for pos, raw in enumerate(indices)}
@@ -146,10 +146,10 @@ def _open_for_model(
     with VideoFile(video, limits) as file:
         info = file.info
         objects, _ = read_regions(regions, info, limits)
-        sampled = sample_frame_indices(info.total_frames, backend.num_frames)
-        indices = sorted(set(sampled) | {f for obj in objects for f in obj})
+        sampling = backend.model_frames(info)  # the loaded family's own frames
+        indices = sorted(set(sampling[0]) | {f for obj in objects for f in obj})
         frames = file.decode(indices)
-    return info, objects, as_model_video(info, indices, frames, backend.num_frames)
+    return info, objects, as_model_video(info, indices, frames, sampling)
 
 
 def ask_stream_api(
@@ -159,8 +159,7 @@ def ask_stream_api(
     info, objects, decoded = _open_for_model(backend, video, regions, limits)
     question = check_question(question, len(objects), limits)
     turns = _history(history)
-    model_frames = sample_frame_indices(info.total_frames, backend.num_frames)
-    chosen = regions_for_model(objects, mode or "auto", model_frames)
+    chosen = regions_for_model(objects, mode or "auto", backend.model_frames(info)[0])
     answer = ""
     for answer in ask_stream(backend, decoded, chosen, question, turns):
         yield answer
@@ -173,8 +172,7 @@ def describe(backend: Backend, video: str | None, regions: Any, mode: str, limit
     info, objects, decoded = _open_for_model(backend, video, regions, limits)
     if len(objects) != 1:
         raise DemoError(f"/describe takes exactly one object, got {len(objects)}; use /ask for several.")
-    model_frames = sample_frame_indices(info.total_frames, backend.num_frames)
-    chosen = regions_for_model(objects, mode or "auto", model_frames)
+    chosen = regions_for_model(objects, mode or "auto", backend.model_frames(info)[0])
     answer = ""
     for answer in ask_stream(backend, decoded, chosen, backend.model.describe_prompt):
         pass

@@ -101,7 +101,7 @@ def find_api(backend: Backend, video: str | None, frame_index: Any, phrase: Any,
         threshold = _threshold(threshold, finder.threshold)
         indices = [frame_index]
         if track_them:
-            indices = sorted(set(decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames))
+            indices = sorted(set(decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0]))
                              | {frame_index})
         frames = np.ascontiguousarray(file.decode(indices))
     key = indices.index(frame_index)

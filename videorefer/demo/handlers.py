@@ -102,7 +102,7 @@ def _find_seconds(self: "DemoHandlers", state: DemoState, pos: Any, phrase: Any,
 
 def _api_find_seconds(self: "DemoHandlers", video: Any, frame_index: Any, phrase: Any, track: Any, *args: Any) -> int:
     objects = self.limits.max_objects
-    return _finding_seconds(objects, track, self.limits.scrub_frames + self.backend.num_frames, objects)
+    return _finding_seconds(objects, track, self.limits.scrub_frames + self.backend.max_model_frames, objects)
 
 
 def _finding_seconds(found: int, track_them: Any, frames: int, objects: int) -> int:
@@ -124,7 +124,7 @@ def _api_track_seconds(self: "DemoHandlers", video: Any, regions: Any) -> int:
         objects = len(doc["objects"])
     except (TypeError, KeyError, ValueError):
         objects = 1  # a bad document fails fast with a message
-    frames = self.limits.scrub_frames + self.backend.num_frames
+    frames = self.limits.scrub_frames + self.backend.max_model_frames
     return gpu_duration("track", frames=frames, objects=objects)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from videorefer.regions import FRAME_MODES, select_object_frames
-from videorefer.video_io import sample_frame_indices
 
 from .backend import Backend
 from .chat import renumber_chat
@@ -34,11 +33,12 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------------ video
-def decoded_frame_indices(total: int, scrub_frames: int, model_frames: int) -> list[int]:
-    """Raw frames decoded once per video: an even grid for the slider plus the frames the model samples (so that
-    multi-frame questions use tracked masks exactly on the model's frames)."""
+def decoded_frame_indices(total: int, scrub_frames: int, model_frames: Sequence[int]) -> list[int]:
+    """Raw frames decoded once per video: an even grid for the slider plus the frames the model samples
+    (`model_frames`, from `Backend.model_frames`), so that multi-frame questions use tracked masks exactly on the
+    model's frames."""
     grid = np.linspace(0, total - 1, num=min(total, max(1, scrub_frames))).round().astype(int).tolist()
-    return sorted(set(grid) | set(sample_frame_indices(total, model_frames)))
+    return sorted(set(grid) | {int(f) for f in model_frames})
 
 
 def example_objects(path: str, examples_dir: Path = EXAMPLES_DIR) -> list[dict]:
@@ -67,7 +67,7 @@ def open_video(backend: Backend, path: str | None, limits: Limits) -> DemoState:
     with VideoFile(path, limits) as video:
         info = video.info
         saved = example_objects(info.path)
-        indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)
+        indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0])
         indices = sorted(set(indices) | {int(obj["prompt"]["frame_idx"]) for obj in saved})
         frames = np.ascontiguousarray(video.decode(indices))
     session = backend.segmenter.init_state(frames)
@@ -299,7 +299,7 @@ def regions_for_model(
 def state_regions(backend: Backend, state: DemoState, mode: str) -> list[dict[int, np.ndarray]]:
     """The model's regions for the visitor's objects (`auto`: multi-frame once an object has masks on several frames,
     e.g. after tracking, else single)."""
-    model_frames = sample_frame_indices(state.info.total_frames, backend.num_frames)
+    model_frames = backend.model_frames(state.info)[0]
     regions = []
     for k, obj in enumerate(state.objects):
         if not obj.prompts:
@@ -352,7 +352,7 @@ def describe_request(backend: Backend, state: DemoState, mode: str) -> tuple[str
 def model_video(backend: Backend, state: DemoState):
     """The video the model reads: the frames decoded on upload (they hold the model's sampled frames), so that the
     file is not decoded again."""
-    return as_model_video(state.info, state.frame_indices, state.session.frames, backend.num_frames)
+    return as_model_video(state.info, state.frame_indices, state.session.frames, backend.model_frames(state.info))
 
 
 def answer_stream(

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from videorefer.demo.backend import TINY_FAMILIES
 from videorefer.demo.testing import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,15 +27,15 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The README's command, `python app.py --tiny`, on a free port of 127.0.0.1."""
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
+def server(request, tmp_path_factory):
+    """The README's command, `python app.py --tiny FAMILY` (each family: `vl3`, `v1`), on a free port of 127.0.0.1."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "app.log"
+    log = tmp_path_factory.mktemp(f"server-{request.param}") / "app.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--tiny", "--port", str(port), "--scrub-frames", "8"],
+            [sys.executable, "app.py", "--tiny", request.param, "--port", str(port), "--scrub-frames", "8"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/"
@@ -51,7 +52,7 @@ def server(tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"app.py did not start:\n{log.read_text()[-3000:]}")
             time.sleep(1)
-        yield url, log
+        yield url, log, request.param
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -62,7 +63,7 @@ def _frame_pixels(page) -> np.ndarray:
 
 
 def test_upload_click_ask_in_a_real_browser(server, tmp_path):
-    server, log = server
+    server, log, tiny_family = server
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -70,6 +71,8 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1700})
             page.goto(server)
             sync_api.expect(page.locator("#tiny-banner")).to_contain_text("TINY RANDOM MODELS")
+            family = {"vl3": "VideoRefer-VL3", "v1": "VideoRefer-7B"}[tiny_family]
+            sync_api.expect(page.locator("#model-card")).to_contain_text(f"Model: {family}")  # who answers
             page.locator("#video-upload input[type=file]").set_input_files(str(ROOT / "examples" / "bigbuckbunny.mp4"))
             sync_api.expect(page.locator("#frame-caption")).to_contain_text("Frame 0 of 132", timeout=60_000)
             before = _frame_pixels(page)
@@ -122,7 +125,7 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
 def test_find_by_name_and_image_mode_in_a_real_browser(server, tmp_path):
     """Type a name and press Find (tiny mode: the default threshold finds boxes, 0.9 finds none); then upload a photo,
     click on it and ask."""
-    server, _ = server
+    server, _, _ = server
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
     bunny = Image.open(io.BytesIO(_first_frame_png())).resize((320, 180))

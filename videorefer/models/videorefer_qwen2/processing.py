@@ -175,10 +175,11 @@ class VideoReferProcessor(ProcessorMixin):
     def sample_frames(
         self, total_frames: int, fps: float | None = None, max_frames: int | None = None
     ) -> tuple[list[int], None]:
-        """Which raw frames `load_video` samples from a video of `total_frames` frames (no decoding): `num_frames`
-        at the midpoints of equal segments, whatever the frame rate; the model always sees `num_frames` frames, so
-        `max_frames` (a cap for families that sample by time) does not apply. No timestamps (None)."""
-        return sample_frame_indices(total_frames, self.num_frames), None
+        """Which raw frames `load_video(num_frames=max_frames)` samples from a video of `total_frames` frames (no
+        decoding): `num_frames` (at most `max_frames`) at the midpoints of equal segments, whatever the frame rate
+        `fps`. No timestamps (None)."""
+        count = min(self.num_frames, int(max_frames)) if max_frames else self.num_frames
+        return sample_frame_indices(total_frames, count), None
 
     def _check_region_count(self, ids: Sequence[int], num_objects: int) -> None:
         n_regions = list(ids).count(self.region_token_index)

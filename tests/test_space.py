@@ -16,6 +16,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from videorefer.api import DEFAULT_MODEL_ID
 from videorefer.demo.space import build_space, main
 from videorefer.demo.testing import free_port
 
@@ -59,6 +60,7 @@ def test_the_configuration_follows_the_spaces_conventions(space):
     assert {"DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B", "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-2B",
             "DAMO-NLP-SG/VideoRefer-7B", "facebook/sam2.1-hiera-large", "IDEA-Research/grounding-dino-base"
             } <= set(models)
+    assert models[0] == preload[0] == DEFAULT_MODEL_ID  # the checkpoint `python app.py` serves comes first
     assert isinstance(preload, list) and preload
     assert {entry.split()[0] for entry in preload} <= set(models)  # "repo [files [revision]]"
 

@@ -28,13 +28,16 @@ COPIED = ("app.py", "videorefer", "examples")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 # The checkpoints a visitor can choose between, downloaded when the Space is built.
-SPACE_MODELS = (
+# The default checkpoint (`videorefer.api.DEFAULT_MODEL_ID`) first, then the other VideoRefer checkpoints of both
+# families, SAM 2.1 and Grounding DINO.
+SPACE_MODELS = tuple(dict.fromkeys((
+    Settings.model,
     "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B",
     "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-2B",
     "DAMO-NLP-SG/VideoRefer-7B",
     DEFAULT_SAM2,
     DEFAULT_DETECTOR,  # Find by name (Grounding DINO)
-)
+)))
 PYTHON_VERSION = "3.11"  # what the project is tested with
 HARDWARE = "zero-a10g"  # ZeroGPU's hardware flavour name
 TITLE = "VideoRefer"
@@ -113,7 +116,7 @@ def readme(sdk_version: str) -> str:
 Point at any object in a video or a photo (clicks, a box, a brush or its name), track it through the video with SAM 2.1, and ask the
 VideoRefer video LLM about it: *What is `<object0>` doing to `<object1>`?*
 
-- Model: `{Settings.model}` by default; set the Space variable `VIDEOREFER_MODEL` to another of the checkpoints
+- Model: `{Settings.model}` (VideoRefer-VL3) by default; set the Space variable `VIDEOREFER_MODEL` to another of the checkpoints
   listed in `models` (all are downloaded when the Space is built), `VIDEOREFER_SAM2` for SAM 2.1,
   `VIDEOREFER_DETECTOR` for Find by name.
 - Hardware: ZeroGPU. Each GPU call asks for a duration computed from its work (frames × objects when tracking, new

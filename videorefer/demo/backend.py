@@ -4,12 +4,12 @@ Environment variables (the command-line flags override them):
 
 | variable | flag | default |
 | --- | --- | --- |
-| `VIDEOREFER_MODEL` | `--model` | `DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B` (`videorefer.api.DEFAULT_MODEL_ID`); any checkpoint of a registered family |
+| `VIDEOREFER_MODEL` | `--model` | `videorefer.api.DEFAULT_MODEL_ID` (VideoRefer-VL3 7B); either family's checkpoint |
 | `VIDEOREFER_QUANTIZATION` | `--quantization` | `none` (`8bit`, `4bit`) |
 | `VIDEOREFER_SAM2` | `--sam2` | `facebook/sam2.1-hiera-large` |
 | `VIDEOREFER_DEVICE` | `--device` | `cuda` when available, else `cpu` |
-| `VIDEOREFER_TINY` | `--tiny [vl3\|v1]` | off: random tiny models built in code, no download (`--tiny`: the default family, VL3) |
-| `VIDEOREFER_MAX_MODEL_FRAMES` | `--max-model-frames` | `16`: the most frames a family that samples by time (VL3, 1 fps) reads |
+| `VIDEOREFER_TINY` | `--tiny [vl3\|v1]` | off: random tiny models built in code, no download (`--tiny`: VL3) |
+| `VIDEOREFER_MAX_MODEL_FRAMES` | `--max-model-frames` | `16`: the most frames the model reads (VL3: 1 fps, capped) |
 | `VIDEOREFER_DETECTOR` | `--detector` | `IDEA-Research/grounding-dino-base` (*Find* by name; `none`: no Find) |
 """
 
@@ -88,7 +88,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--sam2", default=env("VIDEOREFER_SAM2", DEFAULT_SAM2), help="SAM 2.1 checkpoint id or folder")
     parser.add_argument("--device", default=env("VIDEOREFER_DEVICE") or None, help="cuda, cuda:1, cpu (default: auto)")
     parser.add_argument("--tiny", nargs="?", const=TINY_FAMILIES[0], default=_env_tiny(), choices=TINY_FAMILIES,
-                        type=str.lower, help="random tiny models built in code (tests, CI, no weights): answers are gibberish; "
+                        type=str.lower,
+                        help="random tiny models built in code (tests, CI, no weights): answers are gibberish; "
                              f"the family: {', '.join(TINY_FAMILIES)} (default {TINY_FAMILIES[0]})")
     parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
@@ -136,7 +137,8 @@ class Backend:
     def model_frames(self, info: Any) -> tuple[list[int], list[float] | None]:
         """`(raw frame indices, timestamps or None)` the loaded family samples from the video of `info`
         (`VideoInfo`), asked of its processor (`sample_frames`): never assumed."""
-        return self.model.processor.sample_frames(info.total_frames, info.fps, max_frames=self.settings.max_model_frames)
+        cap = self.settings.max_model_frames
+        return self.model.processor.sample_frames(info.total_frames, info.fps, max_frames=cap)
 
     @property
     def max_model_frames(self) -> int:

@@ -101,8 +101,9 @@ def find_api(backend: Backend, video: str | None, frame_index: Any, phrase: Any,
         threshold = _threshold(threshold, finder.threshold)
         indices = [frame_index]
         if track_them:
-            indices = sorted(set(decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0]))
-                             | {frame_index})
+            sampled, _ = backend.model_frames(info)  # the loaded family's own frames
+            grid = decoded_frame_indices(info.total_frames, limits.scrub_frames, sampled)
+            indices = sorted(set(grid) | {frame_index})
         frames = np.ascontiguousarray(file.decode(indices))
     key = indices.index(frame_index)
     with model_errors("Find"):

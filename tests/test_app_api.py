@@ -184,7 +184,7 @@ def test_the_page_is_labelled_tiny_and_shows_the_limits(server):
     assert "Tiny mode" in page and "up to 3 MB" in page and "up to 10 s" in page
     # which model answers, and how it reads a video (asked of its processor)
     if server[1].settings.tiny_family == "vl3":
-        assert "a tiny VideoRefer-VL3 answers" in page and "1 frame(s) per second, at most 16 frames" in page
+        assert "a tiny VideoRefer-VL3 answers" in page and "1 frame per second, at most 16 frames" in page
         assert "one region per mask" in page
     else:
         assert "a tiny VideoRefer-7B answers" in page and "8 frames spread evenly over the video" in page

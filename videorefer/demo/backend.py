@@ -166,7 +166,8 @@ class Backend:
         short, timestamps = self.model.processor.sample_frames(40, 10.0, max_frames=self.settings.max_model_frames)
         if timestamps is None:  # a fixed count, spread over the video
             return f"{cap} frames spread evenly over the video"
-        return f"{len(short) / 4:g} frame(s) per second, at most {cap} frames"
+        per_second = len(short) / 4
+        return f"{per_second:g} frame{'' if per_second == 1 else 's'} per second, at most {cap} frames"
 
     @property
     def gpu_slots(self) -> int:

@@ -4,6 +4,7 @@
     vr = VideoRefer.from_pretrained("DAMO-NLP-SG/VideoRefer-7B", quantization="4bit")
     vr.describe("video.mp4", {0: mask})                       # one object: frame index -> (H, W) mask
     vr.ask("video.mp4", [obj_a, obj_b], "What is <object0> doing to <object1>?")
+    vr.ask_image("photo.jpg", [mask], "What is <object0>?")  # a still image: one mask per object
 
 The checkpoint's `model_type` picks the family (`videorefer.families`); everything here goes through the family
 contract (the processor's `load_video`, `__call__`, `text_inputs`, `collate`, `decode`, `visual_keys`; the model's
@@ -35,7 +36,7 @@ from .video_io import Video, VideoSource
 
 __all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID"]
 
-DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-7B"
+DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B"  # the best published checkpoint (VideoRefer-VL3 family)
 QUANTIZATIONS = (None, "none", "8bit", "4bit")
 
 
@@ -194,6 +195,26 @@ def _source_key(video: VideoSource | Video) -> str | None:
     return None
 
 
+def _is_still_image(video: Any) -> bool:
+    """An (H, W, 3) array: a still image (a video array is (T, H, W, 3))."""
+    return isinstance(video, np.ndarray) and video.ndim == 3
+
+
+def _image_pixels(image: Any) -> np.ndarray:
+    """A path, PIL image or array as uint8 (H, W, 3) pixels (a photo's EXIF orientation applied)."""
+    from PIL import Image, ImageOps
+
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as opened:
+            return np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    pixels = np.asarray(image)
+    if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"an image must be (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
+    return pixels
+
+
 def _objects_key(objects: Sequence[ObjectMasks]) -> str:
     """A digest of the objects' masks; a mask given as COCO RLE or polygons is digested in that form."""
     digest = hashlib.blake2b(digest_size=16)
@@ -288,6 +309,8 @@ class VideoRefer:
             frames_needed = sorted({int(f) for obj in regions for f in obj})
             video_key = f"video:{source_key}:{frame_count}:{frames_needed}"
             decoded = self.cache.get(video_key) if source_key else None
+            if decoded is None and _is_still_image(video):
+                decoded = video  # only a family that answers images natively gets one (see `ask_image_stream`)
             if decoded is None:
                 decoded = self.processor.load_video(video, frames_needed, **frames)
                 if source_key is not None:
@@ -400,6 +423,31 @@ class VideoRefer:
         worker.join()
         if failure:
             raise failure[0]
+
+    def ask_image_stream(
+        self,
+        image: Any,
+        masks: Sequence[Any],
+        question: str,
+        history: Sequence[tuple[str, str]] | None = None,
+        stop_event: threading.Event | None = None,
+        **generation: Any,
+    ) -> Iterator[str]:
+        """`ask_stream` about a still image (a path, PIL image or (H, W, 3) uint8 array) with one (H, W) mask per
+        object (`<object0>`, ...). A family that answers images natively (its processor's `answers_images`, e.g.
+        VideoRefer-VL3) takes the image as one; the others get it as a one-frame video (VideoRefer-7B, as its
+        official code does)."""
+        pixels = _image_pixels(image)
+        regions = [{0: mask} for mask in masks]
+        source = pixels if getattr(self.processor, "answers_images", False) else pixels[None]
+        yield from self.ask_stream(source, regions, question, history, stop_event=stop_event, **generation)
+
+    def ask_image(self, image: Any, masks: Sequence[Any], question: str, **kwargs: Any) -> str:
+        """The answer of `ask_image_stream`."""
+        answer = ""
+        for answer in self.ask_image_stream(image, masks, question, **kwargs):
+            pass
+        return answer
 
     @torch.inference_mode()
     def generate(self, prepared: Mapping[str, Any], **generation: Any) -> torch.Tensor:

@@ -22,7 +22,15 @@ from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 
 from videorefer.prompts import DESCRIBE_PROMPT_VL3, IGNORE_LABEL, object_tag
-from videorefer.video_io import IMAGE_SUFFIXES, Video, VideoSource, load_video_by_fps
+from videorefer.video_io import (
+    FOLDER_FPS,
+    IMAGE_SUFFIXES,
+    Video,
+    VideoSource,
+    load_video_by_fps,
+    sample_file_frames_by_fps,
+    sample_frames_by_fps,
+)
 
 from ..base import RegionProcessorMixin
 from .configuration import (
@@ -49,6 +57,7 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
 
     visual_keys = ("pixel_values", "grid_thw", "merge_sizes", "frames_per_sample", "region_inputs")
     describe_prompt = DESCRIBE_PROMPT_VL3
+    answers_images = True  # a still image (H, W, 3) goes to `__call__` as is (merge size 1), not as a video
 
     def __init__(
         self,
@@ -114,6 +123,17 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
             raise ValueError("an image was given where a video is needed; pass it to the processor call instead")
         cap = min(int(num_frames), self.max_frames) if num_frames else self.max_frames
         return load_video_by_fps(source, self.fps, cap, extra_frame_indices)
+
+    def sample_frames(
+        self, total_frames: int, fps: float | None = None, max_frames: int | None = None
+    ) -> tuple[list[int], list[float]]:
+        """`(raw frame indices, timestamps in s)` that `load_video` samples from a video file of `total_frames`
+        frames at `fps` (no decoding): `self.fps` frames per second by the official rule, at most `max_frames`
+        (and `self.max_frames`). `fps` None: a frame folder / array (taken as 3 fps, as the official loader does)."""
+        cap = min(int(max_frames), self.max_frames) if max_frames else self.max_frames
+        if fps:
+            return sample_file_frames_by_fps(total_frames, fps, self.fps, cap)
+        return sample_frames_by_fps(total_frames, FOLDER_FPS, self.fps, cap)
 
     # ------------------------------------------------------------------ requests
     def __call__(

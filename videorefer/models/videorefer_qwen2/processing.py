@@ -27,6 +27,7 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
+from ...bench_protocol import VIDEOREFER_7B_PROTOCOL
 from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL, region_conversation
 from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video
@@ -52,6 +53,7 @@ class VideoReferProcessor(ProcessorMixin):
     visual_keys = ("pixel_values", "region_inputs")
     # The official captioning / Bench-D question of this family.
     describe_prompt = DESCRIBE_PROMPT
+    bench_protocol = VIDEOREFER_7B_PROTOCOL  # how the official evaluation asks VideoRefer-Bench
 
     def __init__(
         self,

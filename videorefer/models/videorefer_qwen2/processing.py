@@ -28,6 +28,7 @@ from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
 from ..base import RegionProcessorMixin
+from ...bench_protocol import VIDEOREFER_7B_PROTOCOL
 from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL, region_conversation
 from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video, sample_frame_indices
@@ -54,6 +55,7 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
     # The official captioning / Bench-D question of this family.
     describe_prompt = DESCRIBE_PROMPT
     answers_images = False  # a still image is a one-frame video here (the official v1 code repeats it num_frames times)
+    bench_protocol = VIDEOREFER_7B_PROTOCOL  # how the official evaluation asks VideoRefer-Bench
 
     def __init__(
         self,

@@ -15,17 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from videorefer.caches import source_key
 from videorefer.video_io import Video
 
 from .limits import IMAGE_SUFFIXES, VIDEO_SUFFIXES, DemoError, Limits, VideoInfo, _short
 
 logger = logging.getLogger(__name__)
-
-
-def source_key(path: str) -> str:
-    """The key `videorefer.api` caches a video path's frames and visual tokens under (path, mtime, size)."""
-    stat = os.stat(path)
-    return f"{os.path.abspath(path)}:{stat.st_mtime_ns}:{stat.st_size}"
 
 
 class VideoFile:

@@ -12,7 +12,8 @@ import logging
 import threading
 from typing import Any
 
-from .decode import source_key
+from videorefer.caches import source_key
+
 from .playback import release_files
 from .state import DemoState
 
@@ -77,19 +78,9 @@ class Sessions:
 
 
 def drop_cached_video(model: Any, path: str) -> int:
-    """Remove the entries of `model.cache` (`videorefer.api.VisualCache`) about the video at `path`; returns how many.
-
-    `VisualCache` has no public removal yet, so this reaches its `_items` (and does nothing if that changes)."""
+    """Remove the entries of `model.cache` (`videorefer.caches.VisualCache`) about the video at `path`; returns how
+    many."""
     cache = getattr(model, "cache", None)
-    items, lock = getattr(cache, "_items", None), getattr(cache, "_lock", None)
-    if items is None or lock is None:
+    if cache is None:
         return 0
-    try:
-        key = source_key(path)
-    except OSError:  # the upload was already removed: match on the path alone
-        key = path
-    with lock:
-        stale = [k for k in items if key in k]
-        for k in stale:
-            del items[k]
-    return len(stale)
+    return cache.drop(source_key(path) or path)  # an upload already removed: match on the path alone

@@ -226,20 +226,25 @@ def build_random_7b(folder: Path, dtype: torch.dtype, device: str) -> Path:
     tokenizer = build_tiny_tokenizer()  # the real tokenizer is not reachable here; its ids fit the 7B vocabulary
     overrides = json.loads(os.environ.get("BENCH_7B_OVERRIDES", "{}"))
     config = videorefer_7b_config(region_token_index=tokenizer.convert_tokens_to_ids("<region>"), **overrides)
+    save_random_model(VideoReferQwen2ForCausalLM, config, dtype, device, folder)
+    VideoReferProcessor(tokenizer, image_size=config.vision_config.image_size, num_frames=16).save_pretrained(folder)
+    return folder
+
+
+def save_random_model(model_class: type, config: Any, dtype: torch.dtype, device: str, folder: Path) -> None:
+    """`model_class(config)` built in `dtype` directly on `device` (a real-size model never exists in float32 on the
+    CPU), weights drawn from N(0, 0.02), saved to `folder` in the official layout."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            model = VideoReferQwen2ForCausalLM(config)
+            model = model_class(config)
     finally:
         torch.set_default_dtype(previous)
     with torch.no_grad():
         for param in model.parameters():
             param.normal_(0, 0.02)
     model.save_pretrained(folder, max_shard_size="20GB")
-    VideoReferProcessor(tokenizer, image_size=config.vision_config.image_size, num_frames=16).save_pretrained(folder)
-    del model
-    return folder
 
 
 def bench_7b(device: str, repeats: int, new_tokens: int, steps: list[str], deadline: float,

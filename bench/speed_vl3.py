@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.speed import bench_random_model, end_to_end, median_time, random_masks
+from bench.speed import bench_random_model, end_to_end, median_time, random_masks, save_random_model
 
 
 # ---------------------------------------------------------------------- region encoder
@@ -122,20 +122,9 @@ def build_random_vl3(folder: Path, size: str, dtype: torch.dtype, device: str) -
     if vision.get("hidden_size"):
         config.mm_hidden_size = vision["hidden_size"]
     config.eos_token_id = tokenizer.eos_token_id
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = VideoReferVL3ForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0, 0.02)
-    model.save_pretrained(folder, max_shard_size="20GB")
+    save_random_model(VideoReferVL3ForCausalLM, config, dtype, device, folder)
     tokenizer.save_pretrained(folder)
     VideoReferVL3Processor(tokenizer, mm_max_length=config.mm_max_length).save_pretrained(folder)
-    del model
     return folder
 
 

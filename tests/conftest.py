@@ -47,3 +47,26 @@ def family_checkpoint(request) -> Path:
     """A tiny checkpoint of each model family in turn: tests that take it run once per family."""
     name = "tiny_checkpoint" if request.param == "v1" else "tiny_vl3_checkpoint"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def serve_demo():
+    """`with serve_demo(family, limits) as (url, backend):` the demo on a tiny model of `family` ("vl3" / "v1"), live
+    on a free local port, closed afterwards."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def serve(family: str, limits):
+        import app
+        from videorefer.demo.backend import Settings, load_backend
+        from videorefer.demo.testing import free_port
+
+        settings = Settings(tiny=family, device="cpu", port=free_port(), limits=limits)
+        backend = load_backend(settings)
+        demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{settings.port}/", backend
+        finally:
+            demo.close()
+
+    return serve

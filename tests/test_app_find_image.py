@@ -18,10 +18,10 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from videorefer.demo.backend import TINY_FAMILIES, Settings, load_backend  # noqa: E402
+from videorefer.demo.backend import TINY_FAMILIES  # noqa: E402
 from videorefer.demo.limits import Limits, check_video  # noqa: E402
 from videorefer.demo.service import decoded_frame_indices  # noqa: E402
-from videorefer.demo.testing import free_port, write_junk, write_video  # noqa: E402
+from videorefer.demo.testing import write_junk, write_video  # noqa: E402
 from videorefer.regions import objects_from_json, rle_to_mask  # noqa: E402
 
 ROOT = Path(app.__file__).resolve().parent
@@ -30,15 +30,10 @@ LIMITS = Limits(max_file_mb=3, max_seconds=10, scrub_frames=6, max_objects=4)
 
 
 @pytest.fixture(scope="module", params=TINY_FAMILIES)
-def server(request):
+def server(request, serve_demo):
     """The demo on a tiny model of each family (`--tiny vl3`, `--tiny v1`): same inputs, outputs and errors."""
-    settings = Settings(tiny=request.param, device="cpu", port=free_port(), limits=LIMITS)
-    backend = load_backend(settings)
-    demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{settings.port}/", backend
-    finally:
-        demo.close()
+    with serve_demo(request.param, LIMITS) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from videorefer.video_io import Video
 
 from .backend import Backend
 from .decode import VideoFile, as_model_video
-from .limits import DemoError, Limits, VideoInfo, check_question
+from .limits import DemoError, Limits, VideoInfo, check_frame_index, check_question
 from .service import ask_stream, decoded_frame_indices, model_errors, regions_for_model
 
 
@@ -79,12 +79,7 @@ def segment(
 
 def _segment(backend: Backend, file: VideoFile, frame_index: Any, points: Any, labels: Any, box: Any) -> dict:
     info = file.info
-    try:
-        frame_index = int(frame_index)
-    except (TypeError, ValueError):
-        raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
-    if not 0 <= frame_index < info.total_frames:
-        raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
+    frame_index = check_frame_index(frame_index, info)
     points, labels, box = _json(points, "points"), _json(labels, "labels"), _json(box, "box")
     if not points and not box:
         raise DemoError("Give points (with labels) or a box.")

@@ -17,7 +17,7 @@ from videorefer.segmentation import MAX_PHRASE_CHARS, check_phrase
 
 from .backend import Backend
 from .decode import VideoFile
-from .limits import DemoError, Limits
+from .limits import DemoError, Limits, check_frame_index
 from .service import decoded_frame_indices, model_errors, new_object, track
 from .state import DemoState, FramePrompt
 
@@ -90,12 +90,7 @@ def find_api(backend: Backend, video: str | None, frame_index: Any, phrase: Any,
     `/describe` and `/ask`) with, per object, its `box`, detector `score` and mask `area` on that frame."""
     with VideoFile(video, limits) as file:  # one open, one decoding pass (an image: a one-frame video)
         info = file.info
-        try:
-            frame_index = int(frame_index)
-        except (TypeError, ValueError):
-            raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
-        if not 0 <= frame_index < info.total_frames:
-            raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
+        frame_index = check_frame_index(frame_index, info)
         phrase = _phrase(phrase)
         finder = _finder(backend)
         threshold = _threshold(threshold, finder.threshold)

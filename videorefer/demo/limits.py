@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from videorefer.prompts import UnknownObjectError, check_object_tags
 
@@ -95,3 +96,14 @@ def _short(error: BaseException, limit: int = 160) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     text = _DECORD_PREFIX.sub("", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_frame_index(frame_index: Any, info: VideoInfo) -> int:
+    """`frame_index` as an int inside the video, else `DemoError` saying what is wrong."""
+    try:
+        frame_index = int(frame_index)
+    except (TypeError, ValueError):
+        raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
+    if not 0 <= frame_index < info.total_frames:
+        raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
+    return frame_index

@@ -32,3 +32,20 @@ def tiny_videorefer(tiny_checkpoint):
     from videorefer import VideoRefer
 
     return VideoRefer.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_vl3_checkpoint(tmp_path_factory) -> Path:
+    """A random tiny VideoRefer-VL3 checkpoint in the official layout (built once per test session)."""
+    from videorefer.testing.tiny_vl3 import build_tiny_vl3
+
+    return build_tiny_vl3(tmp_path_factory.mktemp("tiny-vl3"))
+
+
+TINY_CHECKPOINT_FIXTURES = {"v1": "tiny_checkpoint", "vl3": "tiny_vl3_checkpoint"}
+
+
+@pytest.fixture(scope="module", params=sorted(TINY_CHECKPOINT_FIXTURES))
+def family_checkpoint(request) -> Path:
+    """A tiny checkpoint of each model family in turn (tests taking it run once per family)."""
+    return request.getfixturevalue(TINY_CHECKPOINT_FIXTURES[request.param])

@@ -176,6 +176,12 @@ class VideoReferProcessor(ProcessorMixin):
         if n_regions != num_objects:
             raise ValueError(f"the prompt has {n_regions} {REGION_TOKEN} tokens but {num_objects} objects were given")
 
+    @staticmethod
+    def region_placeholder_counts(masks_per_object: Sequence[int]) -> tuple[int, ...]:
+        """`<region>` counts a training conversation may hold: one per object (its masks on all frames are pooled
+        into one object token)."""
+        return (len(masks_per_object),)
+
     def build_training_example(
         self,
         video: VideoSource | Video,

@@ -198,3 +198,13 @@ def test_two_data_parallel_processes(family_checkpoint, task, tmp_path):
     trained = trained_model.state_dict()
     base = weights(AutoModelForCausalLM.from_pretrained(family_checkpoint))
     assert any(not torch.equal(trained[k], base[k]) for k in keys_of(trained_model, "region_encoder"))
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path, ["data_path=x.json", "output_dir=out", "model_name_or_path=m"])
+    assert config["stage"] in ("region_alignment", "instruction")
+    if path.name.startswith("vl3_"):  # each VL3 stage config mirrors a v1 one
+        v1 = load_config(path.with_name(path.name[4:]), ["data_path=x.json", "output_dir=out", "model_name_or_path=m"])
+        assert (config["stage"], config["tuning"], config["learning_rate"]) == (v1["stage"], v1["tuning"],
+                                                                               v1["learning_rate"])

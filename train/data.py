@@ -5,10 +5,13 @@ A sample (one JSON object of a list, or one line of a JSONL file) is::
     {"video": "videos/abc.mp4",                    # a video file or a folder of frame images ("image": a picture)
      "conversations": [{"from": "human", "value": "<video>\\nWhat is <region> doing?"},
                        {"from": "gpt", "value": "It is running."}, ...],
-     "annotation": [{"12": {"segmentation": RLE | polygon | null}, ...}, ...],   # one dict per <region>, in order
+     "annotation": [{"12": {"segmentation": RLE | polygon | null}, ...}, ...],   # one dict per object, in order
      "height": 720, "width": 1280}                 # optional; polygons use them (else the video's size)
 
-Everything model-specific goes through the model family's processor: frames are sampled with `processor.load_video`
+The official VL3 trainer's layout is read too: `"masks": [{"12": RLE | polygon}, ...]` instead of `annotation`, one
+`<region>` per mask, `"video": ["a.mp4"]`. Which `<region>` counts fit an annotation is the family's call
+(`processor.region_placeholder_counts`: v1 one per object; VL3 one per object, standing for all its masks, or one per
+mask). Everything model-specific goes through the model family's processor: frames are sampled with `processor.load_video`
 (the union of annotated frames decoded as extra frames for the region encoder), masks decoded with
 `videorefer.regions.annotation_to_objects`, the prompt built with the chat template and labels kept only on assistant
 turns (`processor.build_training_example`). `VideoReferCollator` pads with `processor.collate`.

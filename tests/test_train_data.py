@@ -172,6 +172,20 @@ def test_each_family_labels_only_the_answers(family_processor, frame_folder):
     assert family_processor.tokenizer.decode(ids[kept]) == f"It waits.{eos}It moves.{eos}"
 
 
+def test_each_family_reads_image_samples(family_processor, tmp_path):
+    picture = np.zeros((H, W, 3), np.uint8)
+    picture[5:20, 8:30] = (200, 40, 40)
+    Image.fromarray(picture).save(tmp_path / "pic.png")
+    item = sample(image="pic.png", conversations=sample()["conversations"][:2],
+                  annotation=[{"0": {"segmentation": [[8.0, 5.0, 30.0, 5.0, 30.0, 20.0, 8.0, 20.0]]}}])
+    del item["video"]
+    example = VideoReferDataset([item], family_processor, data_folder=tmp_path)[0]
+    assert example["region_inputs"].masks_per_object[0].tolist() == [1]
+    labels = example["labels"][0]
+    eos = family_processor.tokenizer.eos_token
+    assert family_processor.tokenizer.decode(labels[labels != IGNORE_LABEL]) == f"It waits.{eos}"
+
+
 # ---------------------------------------------------------------------------------------------------- VL3
 VL3_SIZE, VL3_FRAMES = 64, 10
 

@@ -25,7 +25,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -180,7 +179,8 @@ class VideoReferDataset(Dataset):
         return len(self.samples)
 
     def _source(self, sample: Mapping[str, Any], name: str) -> Any:
-        """The video as `load_video` takes it: a path (file or frame folder), or a one-picture list for images."""
+        """The video's path (file or frame folder), or the picture of an `image` sample (each family's processor
+        takes a still image its own way: v1 as a one-frame video, VL3 as an image)."""
         key = "video" if "video" in sample else "image" if "image" in sample else None
         if key is None:
             raise ValueError(f"{name}: has neither 'video' nor 'image'")
@@ -193,7 +193,7 @@ class VideoReferDataset(Dataset):
         if not path.is_absolute() and self.data_folder is not None:
             path = self.data_folder / path
         if key == "image":
-            return [np.asarray(Image.open(path).convert("RGB"))]
+            return Image.open(path).convert("RGB")
         return path
 
     def __getitem__(self, index: int) -> BatchFeature:
@@ -202,8 +202,12 @@ class VideoReferDataset(Dataset):
             turns = conversation_turns(sample, name)
             annotation = sample_annotation(sample)
             source = self._source(sample, name)
-            # Decode first (sampled + annotated frames in one pass) so polygons can use the video's own size.
             frames = {"num_frames": self.num_frames} if self.num_frames else {}
+            if isinstance(source, Image.Image):
+                height, width = int(sample.get("height") or source.height), int(sample.get("width") or source.width)
+                objects = annotation_to_objects(annotation, height, width, num_frames=1)
+                return self.processor.build_training_example(source, turns, objects, **frames)
+            # Decode first (sampled + annotated frames in one pass) so polygons can use the video's own size.
             video = self.processor.load_video(source, annotated_frames(annotation), **frames)
             height = int(sample.get("height") or video.height)
             width = int(sample.get("width") or video.width)

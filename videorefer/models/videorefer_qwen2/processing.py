@@ -168,7 +168,10 @@ class VideoReferProcessor(ProcessorMixin):
         self, source: VideoSource | Video, extra_frame_indices: Iterable[int] = (), num_frames: int | None = None
     ) -> Video:
         """This family's frames: `num_frames` (default: the model's) uniformly sampled, plus `extra_frame_indices`
-        (frames masks lie on) decoded in the same pass. An already decoded `Video` is returned as it is."""
+        (frames masks lie on) decoded in the same pass. An already decoded `Video` is returned as it is; a still image
+        (`PIL.Image`) is a one-frame video."""
+        if isinstance(source, Image.Image):
+            source = [np.asarray(source.convert("RGB"))]
         return load_video(source, num_frames or self.num_frames, extra_frame_indices=extra_frame_indices)
 
     def _check_region_count(self, ids: Sequence[int], num_objects: int) -> None:

@@ -1,10 +1,12 @@
 """Fine-tune VideoRefer: `python -m train.train CONFIG.yaml|json [key=value ...]`.
 
-Two stages, as in the paper, each a config file in `train/configs/`:
+Either model family (VideoRefer-7B or VideoRefer-VL3: the checkpoint's config decides); what a stage trains comes from
+the model's `module_groups` (vision, connector, region_encoder), never from the family's name. Two stages, as in the
+paper, each a config file in `train/configs/` (VL3: the `vl3_` files):
 
 * `region_alignment` (stage 1): only the object encoder trains (lr 1e-3); the run saves `region_encoder.bin` alone,
   in the official format (`train.checkpoints`), and its checkpoints hold only that file plus the optimizer state.
-* `instruction` (stage 2): the LLM, the connector and the object encoder train, the vision tower stays frozen
+* `instruction` (stage 2): the LLM, the connector and the object encoder train, the vision side stays frozen
   (lr 1e-5), with `tuning: full`, `lora` or `qlora` (4-bit bitsandbytes base, LoRA on the LLM's linear layers,
   object encoder and connector trained fully as peft `modules_to_save`).
 

@@ -42,10 +42,8 @@ def tiny_vl3_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_vl3(tmp_path_factory.mktemp("tiny-vl3"))
 
 
-TINY_CHECKPOINT_FIXTURES = {"v1": "tiny_checkpoint", "vl3": "tiny_vl3_checkpoint"}
-
-
-@pytest.fixture(scope="module", params=sorted(TINY_CHECKPOINT_FIXTURES))
+@pytest.fixture(scope="session", params=["v1", "vl3"])
 def family_checkpoint(request) -> Path:
-    """A tiny checkpoint of each model family in turn (tests taking it run once per family)."""
-    return request.getfixturevalue(TINY_CHECKPOINT_FIXTURES[request.param])
+    """A tiny checkpoint of each model family in turn: tests that take it run once per family."""
+    name = "tiny_checkpoint" if request.param == "v1" else "tiny_vl3_checkpoint"
+    return request.getfixturevalue(name)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from videorefer import VideoRefer, VideoReferQwen2ForCausalLM, VideoReferProcessor, region_question
+from videorefer import VideoRefer, VideoReferQwen2ForCausalLM, region_question
 from videorefer.api import load_model_and_processor
 from videorefer.prompts import IGNORE_LABEL
 

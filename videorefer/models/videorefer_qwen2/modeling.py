@@ -12,13 +12,12 @@ The video placeholder id in `input_ids` is replaced by the video tokens, each `<
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from transformers import Qwen2ForCausalLM, Qwen2Model
-from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ...compat.qwen2 import init_causal_lm
+from ..base import SplicedCausalLMMixin
 from ...prompts import IGNORE_LABEL
 from .configuration import VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .connector import STCConnector
@@ -53,10 +52,11 @@ class VideoReferQwen2Model(Qwen2Model):
         self.post_init()
 
 
-class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
+class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
     config_class = VideoReferQwen2Config
     _no_split_modules = ["Qwen2DecoderLayer", "VisionTower", "STCConnector", "ObjectEncoder"]
     # Quantisation leaves these in full precision: the vision side, the object encoder and the output layer.
+    visual_keys = ("pixel_values", "region_inputs")  # forward / generate take these (base.SplicedCausalLMMixin)
     full_precision_modules = ["model.vision_tower", "model.mm_projector", "model.region_encoder", "lm_head"]
     # Named parts that training stages freeze or train (train.train reads these, never the family's name).
     module_groups = {"vision": "model.vision_tower", "connector": "model.mm_projector",
@@ -68,15 +68,12 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
         init_causal_lm(self, config, lambda: VideoReferQwen2Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
 
     # ------------------------------------------------------------------ loading
+    resolve_checkpoint_config = staticmethod(resolve_vision_config)  # the tower's settings, from its folder or id
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
         """Load an official or a saved checkpoint, every tensor included (the vision tower's too)."""
-        if not isinstance(config, VideoReferQwen2Config):
-            config_kwargs = {
-                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
-            }
-            config = VideoReferQwen2Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
-        resolve_vision_config(config, pretrained_model_name_or_path)
+        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
 
     @property
@@ -207,55 +204,3 @@ class VideoReferQwen2ForCausalLM(Qwen2ForCausalLM):
                 raise ValueError("prepare_multimodal_inputs needs pixel_values or visual_features")
             visual_features = self.encode_visual(pixel_values, region_inputs)
         return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
-
-    # ------------------------------------------------------------------ forward / generate
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        region_inputs: PooledRegionInputs | None = None,
-        visual_features: VisualFeatures | None = None,
-        layout: Any = None,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
-        """Causal LM outputs; visual inputs (or `visual_features`) are spliced in first. `layout` (from the processor's
-        output) is accepted so that `model(**processor(...))` works; the model does not need it."""
-        has_visual = pixel_values is not None or visual_features is not None
-        if inputs_embeds is None and has_visual:
-            inputs_embeds, attention_mask, position_ids, labels = self.prepare_multimodal_inputs(
-                input_ids, attention_mask, labels, visual_features,
-                pixel_values=pixel_values, region_inputs=region_inputs,
-            )
-            input_ids = None
-        return super().forward(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            **kwargs,
-        )
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        region_inputs: PooledRegionInputs | None = None,
-        visual_features: VisualFeatures | None = None,
-        layout: Any = None,
-        **kwargs,
-    ):
-        """Like the official code, generation starts from the spliced embeddings: only new tokens are returned."""
-        if pixel_values is None and visual_features is None:
-            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        inputs_embeds, attention_mask, _, _ = self.prepare_multimodal_inputs(
-            input_ids, attention_mask, None, visual_features, padding_side="left",
-            pixel_values=pixel_values, region_inputs=region_inputs,
-        )
-        return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)

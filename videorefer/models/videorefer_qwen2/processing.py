@@ -27,6 +27,7 @@ from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
+from ..base import RegionProcessorMixin
 from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL, region_conversation
 from ...regions import ObjectMasks, decode_segmentation
 from ...video_io import Video, VideoSource, load_video
@@ -41,7 +42,7 @@ SETTINGS = ("image_size", "image_mean", "image_std", "num_frames")
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
 
-class VideoReferProcessor(ProcessorMixin):
+class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
     """Tokenizer + frame preprocessing + mask layout for `VideoReferQwen2ForCausalLM` (the family's processor).
 
     `processor(video, text, objects, history)` gives `input_ids`, `attention_mask`, `pixel_values`, `region_inputs`
@@ -274,36 +275,6 @@ class VideoReferProcessor(ProcessorMixin):
             return torch.zeros(0, video.height, video.width, dtype=torch.uint8), empty, empty.clone()
         return torch.from_numpy(np.stack(masks)), torch.tensor(frames), torch.tensor(per_object)
 
-    def collate(self, features: Sequence[Mapping[str, Any]], padding_side: str = "left") -> BatchFeature:
-        """Batch single-sample inputs: pads ids (and `labels` if present), joins the region inputs.
-
-        Left padding for generation, right padding for training; `layout` becomes the list of the samples' layouts.
-        """
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-        if not features:
-            raise ValueError("collate needs at least one sample")
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        longest = max(f["input_ids"].shape[-1] for f in features)
-
-        def pad(row: torch.Tensor, value: int) -> torch.Tensor:
-            filler = row.new_full((longest - row.shape[-1],), value)
-            return torch.cat([filler, row] if padding_side == "left" else [row, filler])
-
-        batch: dict[str, Any] = {
-            "input_ids": torch.stack([pad(f["input_ids"][0], pad_id) for f in features]),
-            "attention_mask": torch.stack([pad(f["attention_mask"][0], 0) for f in features]),
-            "pixel_values": torch.cat([f["pixel_values"] for f in features]),
-            "region_inputs": PooledRegionInputs.collate([f["region_inputs"] for f in features]),
-            "layout": [f["layout"] for f in features],
-        }
-        if all("labels" in f for f in features):
-            batch["labels"] = torch.stack([pad(f["labels"][0], IGNORE_LABEL) for f in features])
-        return BatchFeature(batch)
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """The text of generated ids, special tokens left out."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def _as_mask(value: Any, height: int, width: int) -> np.ndarray:

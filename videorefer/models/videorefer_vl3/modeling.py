@@ -16,15 +16,14 @@ Visual inputs (all produced by the VL3 processor; a batch is the concatenation o
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2ForCausalLM, Qwen2Model
-from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ...compat.qwen2 import init_causal_lm
+from ..base import SplicedCausalLMMixin
 from ...prompts import IGNORE_LABEL
 from .configuration import VideoReferVL3Config, resolve_token_ids, resolve_vision_config
 from .frame_pruning import frame_pruning
@@ -77,7 +76,7 @@ class VideoReferVL3Model(Qwen2Model):
         self.post_init()
 
 
-class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
+class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
     config_class = VideoReferVL3Config
     _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
     # Quantisation leaves these in full precision: the vision side, the region encoder and the output layer.
@@ -88,21 +87,22 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
     # The config key naming the vision encoder (a folder next to the weights in the tiny and official layouts).
     vision_folder_key = "vision_encoder"
     visual_keys = VISUAL_KEYS
+    visual_options = ("kmeans_generator",)
 
     def __init__(self, config: VideoReferVL3Config):
         init_causal_lm(self, config, lambda: VideoReferVL3Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
 
     # ------------------------------------------------------------------ loading
+    @staticmethod
+    def resolve_checkpoint_config(config: VideoReferVL3Config, path) -> None:
+        """The encoder's settings (its folder or the published id) and the `<image>` / `<REGION>` ids."""
+        resolve_vision_config(config, path)
+        resolve_token_ids(config, path)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
         """Load an official or a saved checkpoint; generation defaults become the official greedy settings."""
-        if not isinstance(config, VideoReferVL3Config):
-            config_kwargs = {
-                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
-            }
-            config = VideoReferVL3Config.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
-        resolve_vision_config(config, pretrained_model_name_or_path)
-        resolve_token_ids(config, pretrained_model_name_or_path)
+        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
         if kwargs.get("attn_implementation") is None and _flash_attention_fits(kwargs.get("dtype")):
             kwargs["attn_implementation"] = "flash_attention_2"
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
@@ -299,67 +299,6 @@ class VideoReferVL3ForCausalLM(Qwen2ForCausalLM):
             visual_features = self.encode_visual(**visual_inputs, kmeans_generator=kmeans_generator)
         return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
 
-    # ------------------------------------------------------------------ forward / generate
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        grid_thw: torch.Tensor | None = None,
-        merge_sizes: torch.Tensor | None = None,
-        frames_per_sample: torch.Tensor | None = None,
-        region_inputs=None,
-        visual_features: VL3VisualFeatures | None = None,
-        kmeans_generator: torch.Generator | None = None,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
-        has_visual = pixel_values is not None or region_inputs is not None or visual_features is not None
-        if inputs_embeds is None and has_visual:
-            inputs_embeds, attention_mask, position_ids, labels = self.prepare_multimodal_inputs(
-                input_ids, attention_mask, labels, visual_features, "right", kmeans_generator,
-                **_given(pixel_values=pixel_values, grid_thw=grid_thw, merge_sizes=merge_sizes,
-                         frames_per_sample=frames_per_sample, region_inputs=region_inputs),
-            )
-            input_ids = None
-        return super().forward(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            **kwargs,
-        )
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        grid_thw: torch.Tensor | None = None,
-        merge_sizes: torch.Tensor | None = None,
-        frames_per_sample: torch.Tensor | None = None,
-        region_inputs=None,
-        visual_features: VL3VisualFeatures | None = None,
-        kmeans_generator: torch.Generator | None = None,
-        **kwargs,
-    ):
-        """Like the official code, generation starts from the spliced embeddings: only new tokens are returned."""
-        if pixel_values is None and region_inputs is None and visual_features is None:
-            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        inputs_embeds, attention_mask, _, _ = self.prepare_multimodal_inputs(
-            input_ids, attention_mask, None, visual_features, "left", kmeans_generator,
-            **_given(pixel_values=pixel_values, grid_thw=grid_thw, merge_sizes=merge_sizes,
-                     frames_per_sample=frames_per_sample, region_inputs=region_inputs),
-        )
-        with warnings.catch_warnings():
-            # As in the official code: the prompt enters as embeddings, so the penalty sees only the new tokens.
-            warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
-            return super().generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
-
 
 def _flash_attention_fits(dtype) -> bool:
     """Flash-attention by default when it is installed with a CUDA device and the weights are half precision (the
@@ -370,10 +309,6 @@ def _flash_attention_fits(dtype) -> bool:
     from transformers.utils import is_flash_attn_2_available
 
     return is_flash_attn_2_available()
-
-
-def _given(**inputs) -> dict:
-    return {k: v for k, v in inputs.items() if v is not None}
 
 
 AutoModelForCausalLM.register(VideoReferVL3Config, VideoReferVL3ForCausalLM, exist_ok=True)

@@ -24,6 +24,7 @@ from transformers import AutoProcessor, AutoTokenizer, BatchFeature, ProcessorMi
 from videorefer.prompts import DESCRIBE_PROMPT_VL3, IGNORE_LABEL, object_tag
 from videorefer.video_io import IMAGE_SUFFIXES, Video, VideoSource, load_video_by_fps
 
+from ..base import RegionProcessorMixin
 from .configuration import (
     KNOWN_ENCODER_PREPROCESSORS,
     VL3_IMAGE_TOKEN,
@@ -50,7 +51,7 @@ MAX_FRAMES = 768
 ObjectMasks = Mapping[int, Any]  # raw frame index -> (H, W) mask: array, tensor, COCO RLE dict or polygon list
 
 
-class VideoReferVL3Processor(ProcessorMixin):
+class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
     """Tokenizer + the official VL3 pixel and prompt rules. Settings: the checkpoint's `mm_max_length` and
     `spatial_merge_size`, the encoder's normalisation, the frame sampling (`fps`, `max_frames`)."""
 
@@ -317,32 +318,7 @@ class VideoReferVL3Processor(ProcessorMixin):
         return BatchFeature(data)
 
     # ------------------------------------------------------------------ batches, text
-    def collate(self, features: Sequence[Mapping[str, Any]], padding_side: str = "left") -> BatchFeature:
-        """One batch: ids / masks / labels padded on `padding_side`, visual tensors concatenated, region inputs
-        joined (`VL3RegionInputs.collate`), layouts listed."""
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        longest = max(f["input_ids"].shape[-1] for f in features)
 
-        def pad(row: torch.Tensor, value: int) -> torch.Tensor:
-            filler = row.new_full((longest - row.shape[-1],), value)
-            return torch.cat([filler, row] if padding_side == "left" else [row, filler])
-
-        batch: dict[str, Any] = {
-            "input_ids": torch.stack([pad(f["input_ids"][0], pad_id) for f in features]),
-            "attention_mask": torch.stack([pad(f["attention_mask"][0], 0) for f in features]),
-        }
-        if all("labels" in f for f in features):
-            batch["labels"] = torch.stack([pad(f["labels"][0], IGNORE_LABEL) for f in features])
-        for key in ("pixel_values", "grid_thw", "merge_sizes", "frames_per_sample"):
-            batch[key] = torch.cat([f[key] for f in features])
-        batch["region_inputs"] = VL3RegionInputs.collate([f["region_inputs"] for f in features])
-        batch["layout"] = [f["layout"] for f in features]
-        return BatchFeature(batch)
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 _SETTINGS = ("mm_max_length", "spatial_merge_size", "image_mean", "image_std", "min_pixels", "fps", "max_frames")

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
 
     accuracy = evaluate(output, data)
     chance = meta["chance"]
-    print(f"train loss: first logged {losses[0]:.3f}, last logged {losses[-1]:.3f}")
+    if losses:  # a run shorter than logging_steps logs none
+        print(f"train loss: first logged {losses[0]:.3f}, last logged {losses[-1]:.3f}")
     print(f"{args.train} training videos ({4 * args.train} samples), {args.heldout} held-out videos "
           f"({4 * args.heldout} questions); training {trained_at - start:.0f} s, total "
           f"{time.perf_counter() - start:.0f} s on {torch.get_num_threads()} threads ({args.family} tiny model)")

@@ -1,7 +1,9 @@
 """VideoRefer demo: point at objects in a video, track them, and chat about them.
 
-    python app.py                 # DAMO-NLP-SG/VideoRefer-7B + facebook/sam2.1-hiera-large from the Hub
-    python app.py --tiny          # random tiny models built in code (no download; answers are gibberish)
+    python app.py                 # DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B + SAM 2.1 + Grounding DINO from the Hub
+    python app.py --model DAMO-NLP-SG/VideoRefer-7B   # any checkpoint of either family (a Hub id or a folder)
+    python app.py --tiny          # random tiny models built in code (no download; answers are gibberish): VL3
+    python app.py --tiny v1       # ... of the VideoRefer-7B family
     python app.py --help          # model id, quantization, SAM 2 checkpoint, device, port, limits
 
 This file only lays out the page and wires events; the logic lives in `videorefer.demo`.
@@ -14,6 +16,9 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from videorefer.demo.zerogpu import import_spaces_first  # noqa: E402
+
+import_spaces_first()  # ZeroGPU: `spaces` before anything imports torch
 import gradio as gr  # noqa: E402
 
 from videorefer.demo.backend import Backend, Settings, load_backend, parse_settings  # noqa: E402
@@ -27,8 +32,9 @@ INSTRUCTIONS = """
 2. **Point at an object**: click on the frame (positive / negative clicks or two box corners), or paint it in the
    *Brush* tab, or type its name and press **Find** (e.g. *the rabbit*, *every car*). Each object gets a colour and a
    tag: `<object0>`, `<object1>`, … Use **New object** for the next one.
-3. **Track** the objects through the video (optional), then **ask** about them in the chat, e.g.
-   *What is `<object0>` doing?*
+3. **Track** the objects through the video (optional): the tracked masks play below the frame; download the video
+   or the objects (a regions file you can upload later to restore them). Then **ask** about the objects in the
+   chat, e.g. *What is `<object0>` doing?* Removing an object renumbers the later ones, in the chat too.
 """
 CSS = ".tiny-banner {background:#fff3cd;border:2px solid #e0a800;border-radius:8px;padding:8px 12px;}"
 
@@ -39,13 +45,14 @@ def build_demo(backend: Backend) -> gr.Blocks:
     settings = backend.settings
     gpu = dict(concurrency_id="gpu", concurrency_limit=backend.gpu_slots)
     with gr.Blocks(title="VideoRefer demo") as demo:
-        state = gr.State(None, time_to_live=3600)
+        state = gr.State(None, time_to_live=3600, delete_callback=h.release)
         gr.Markdown("# VideoRefer — ask about any object in a video")
         if backend.tiny:
             gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",
                         elem_id="tiny-banner")
         else:
-            gr.Markdown(f"Model: `{backend.label}`")
+            gr.Markdown(f"Models: `{backend.label}`")
+        gr.Markdown(backend.model_card(), elem_id="model-card")
         gr.Markdown(INSTRUCTIONS)
         gr.Markdown(settings.limits.describe(), elem_id="limits")
         with gr.Row():
@@ -75,6 +82,14 @@ def build_demo(backend: Backend) -> gr.Blocks:
                                                label="Detection threshold", elem_id="find-threshold")
                     find_track = gr.Checkbox(value=False, label="Track them", scale=1, elem_id="find-track")
                     find = gr.Button("Find", scale=1, elem_id="find")
+                with gr.Accordion("Tracked video and saved regions", open=True):
+                    tracked = gr.Video(label="Tracked masks", interactive=False, elem_id="tracked-video")
+                    with gr.Row():
+                        video_file = gr.File(label="Download the video (mp4)", elem_id="tracked-download")
+                        regions_file = gr.File(label="Download the regions (JSON)", elem_id="regions-download")
+                        regions_upload = gr.File(label="Restore objects from a regions file", file_types=[".json"],
+                                                 type="filepath", elem_id="regions-upload")
+                    save = gr.Button("Save the objects as a regions file", size="sm", elem_id="save-regions")
             with gr.Column(scale=2):
                 video = gr.File(label="Video or image", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif",
                                                                     *IMAGE_SUFFIXES], type="filepath",
@@ -101,7 +116,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
         with gr.Row():
             describe = gr.Button("Describe the selected object", size="sm")
             relate = gr.Button("How do these objects relate?", size="sm")
-            mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees")
+            mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees",
+                            info=f"Multi-frame: {backend.region_policy()}.", elem_id="frame-mode")
             clear_chat = gr.Button("Clear chat", size="sm")
 
         _api(h, gpu)  # first, so that the API names are not taken by the page's own (private) events
@@ -113,17 +129,22 @@ def build_demo(backend: Backend) -> gr.Blocks:
         new.click(h.add_object, [slider, state], [state, *panel], api_visibility="private")
         use_saved.click(h.add_saved_objects, [state], [state, slider, editor, *panel], api_visibility="private", **gpu)
         objects.input(h.choose_object, [objects, slider, state], [state, *panel], api_visibility="private")
-        rename.click(h.rename, [name, slider, state], [state, *panel], api_visibility="private")
-        remove.click(h.remove, [slider, state], [state, *panel], api_visibility="private")
+        rename.click(h.rename, [name, slider, state], [state, *panel, chat], api_visibility="private")
+        remove.click(h.remove, [slider, state], [state, *panel, chat], api_visibility="private")
         clear.click(h.clear_clicks, [slider, state], [state, *panel], api_visibility="private", **gpu)
-        track.click(h.track, [slider, state], [state, *panel], api_visibility="private", **gpu)
+        track.click(h.track, [slider, state], [state, *panel, tracked, video_file, regions_file],
+                    api_visibility="private", **gpu)
+        save.click(h.save_regions, [state], [regions_file], api_visibility="private")
+        regions_upload.upload(h.restore_regions, [regions_upload, slider, state], [state, *panel, tracked, video_file],
+                              api_visibility="private")
         for trigger in (find.click, find_text.submit):
             trigger(h.on_find, [find_text, find_threshold, find_track, slider, state], [state, *panel],
                     api_visibility="private", **gpu)
         for trigger in (send.click, question.submit):
             trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **gpu)
-        stop.click(h.stop, [state], None, queue=False, api_visibility="private")
-        describe.click(h.describe_question, [state], [question], api_visibility="private")
+        describe.click(h.describe, [mode, state], [chat, question], api_visibility="private", **gpu)
+        stop.click(h.stop, [state], None, queue=False, api_visibility="private")  # ends generation, keeps the text
+        demo.unload(h.unload)  # a visitor leaving stops their answer and frees their GPU memory
         relate.click(h.relate_question, [state], [question], api_visibility="private")
         clear_chat.click(h.clear_chat, [state], [chat], api_visibility="private")
     return demo
@@ -166,6 +187,9 @@ def launch(settings: Settings, backend: Backend | None = None, **kwargs) -> gr.B
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = parse_settings()
     try:
         backend = load_backend(settings)

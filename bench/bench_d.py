@@ -3,7 +3,7 @@
 Usage::
 
     python -m bench.bench_d run --model PATH --bench-dir eval/VideoRefer-Bench-D --output preds_d.jsonl \
-        [--mode single|multi] [--num-frames 8] [--shard 0/4] [--answer-fn module:function]
+        [--mode single|multi] [--num-frames N] [--shard 0/4] [--answer-fn module:function]
     OPENAI_API_KEY=... python -m bench.bench_d judge preds_d.jsonl [more shard files] --output scores_d.jsonl \
         [--judge-url https://api.openai.com/v1] [--judge-model gpt-4o] [--api-key-env OPENAI_API_KEY] [--workers 8]
     python -m bench.bench_d score scores_d.jsonl
@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_bench_json, read_predictions,
-                          run_command, runner_parser)
+from bench.common import AnswerFn, answer_items, load_bench_json, read_predictions, run_command, runner_parser
 from bench.judge import DIMENSIONS, JudgeClient, judge_predictions
 from videorefer.data.jsonl import latest_by_id, read_jsonl
 from videorefer.prompts import DESCRIBE_PROMPT
@@ -25,13 +24,17 @@ from videorefer.prompts import DESCRIBE_PROMPT
 QUESTION_FILE = "VideoRefer-Bench-D.json"
 VIDEO_SUBFOLDER = "Panda-70M-part"
 REQUIRED_FIELDS = {"id": (int, str), "video": str, "caption": str, "frame_idx": (int, str), "annotation": list}
-PROMPT = DESCRIBE_PROMPT  # the official Bench-D question
+PROMPT = DESCRIBE_PROMPT  # VideoRefer-7B's official Bench-D question (each family's: its processor's bench_protocol)
 
-# Published scores, arXiv 2501.00599 Table 1, also in the official benchmark README (PixelRefer repo,
-# VideoRefer/benchmark/README.md): SC, AD, TD, HD, average.
+# Published scores (SC, AD, TD, HD, average): VideoRefer-7B and GPT-4o arXiv 2501.00599 Table 1, also in the official
+# benchmark README (github.com/DAMO-NLP-SG/VideoRefer, benchmark/README.md at cbd4207), which adds
+# VideoRefer-VideoLLaMA3-7B (single-frame only). VideoRefer-VideoLLaMA3-2B: only its average, 3.67, is published
+# (quoted in our issue 12 from its model card; not verified offline). None: not published.
 PUBLISHED = {
     "VideoRefer-7B single": [4.41, 3.27, 3.03, 2.97, 3.42],
     "VideoRefer-7B multi": [4.44, 3.27, 3.10, 3.04, 3.46],
+    "VideoRefer-VL3-7B single": [4.63, 3.59, 3.38, 3.29, 3.72],
+    "VideoRefer-VL3-2B single": [None, None, None, None, 3.67],
     "GPT-4o single": [3.34, 2.96, 3.01, 2.50, 2.95],
     "GPT-4o multi": [4.15, 3.31, 3.11, 2.43, 3.25],
 }
@@ -43,10 +46,11 @@ def load_bench_d(path: str | Path) -> list[dict]:
 
 
 def run_bench_d(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
-                mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
-    """Describe every item not yet in ``output`` (JSONL with the official fields ``video, caption, pred``)."""
-    return answer_items(items, video_root, output, answer_fn, lambda item: PROMPT, ("caption",), "bench_d", mode,
-                        num_frames)
+                mode: str = "single", num_frames: int | None = None) -> int:
+    """Describe every item not yet in ``output`` (JSONL with the official fields ``video, caption, pred``) with the
+    answer function's official protocol (its describe question and frames; ``num_frames`` overrides the count)."""
+    return answer_items(items, video_root, output, answer_fn, lambda item, protocol: protocol.describe_prompt,
+                        ("caption",), "bench_d", "describe", mode, num_frames)
 
 
 # --------------------------------------------------------------------------------------------------------- table
@@ -64,14 +68,16 @@ def summarize(records: list[dict]) -> dict:
 
 def format_table(summary: dict, label: str = "ours") -> str:
     """The four averages and their mean beside the published rows; the last line is ``average: X.XX``."""
-    header = f"{'':<30}" + "".join(f"{name:>7}" for name in ["SC", "AD", "TD", "HD", "Avg."])
+    header = f"{'':<34}" + "".join(f"{name:>7}" for name in ["SC", "AD", "TD", "HD", "Avg."])
     ours = [summary["averages"][dim] for dim in DIMENSIONS] + [summary["mean"]]
     lines = [f"VideoRefer-Bench-D ({summary['n']} items scored)", header,
-             f"{label:<30}" + "".join(f"{v:7.2f}" for v in ours)]
+             f"{label:<34}" + "".join(f"{v:7.2f}" for v in ours)]
     for name, row in PUBLISHED.items():
-        lines.append(f"{name + ' (paper)':<30}" + "".join(f"{v:7.2f}" for v in row))
-    lines.append("published: arXiv 2501.00599 Table 1 / official VideoRefer-Bench README; our judge rubric is a "
-                 "reconstruction (the official system prompt is not public)")
+        lines.append(f"{name + ' (paper)':<34}" + "".join(f"{v:7.2f}" if v is not None else f"{'-':>7}" for v in row))
+    lines.append("published: arXiv 2501.00599 Table 1 / official VideoRefer-Bench README (VL3-7B: README only; "
+                 "VL3-2B: average only, model card); our judge rubric is our own wording (the official judge prompt "
+                 "was published later with the VL3 evaluation code; it is not copied), so scores are comparable "
+                 "only roughly")
     if summary["failed"]:
         shown = ", ".join(str(i) for i in summary["failed"][:10])
         lines.append(f"WARNING: {len(summary['failed'])} item(s) have no score (judge failed): {shown}"

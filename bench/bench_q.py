@@ -3,12 +3,13 @@
 Usage::
 
     python -m bench.bench_q run --model PATH --bench-dir eval/VideoRefer-Bench-Q --output preds_q.jsonl \
-        [--mode single|multi] [--num-frames 8] [--shard 0/4] [--answer-fn module:function]
+        [--mode single|multi] [--num-frames N] [--shard 0/4] [--answer-fn module:function]
     python -m bench.bench_q score preds_q.jsonl [more shard files ...]
 
-Prompt and answer parsing follow the official ``inference_videorefer_q_bench.py`` / ``eval_videorefer_bench_q.py``
-(alibaba-damo-academy/PixelRefer, ``VideoRefer/videorefer/eval/``) character for character, so that numbers are
-comparable with the published ones.
+Prompt, frames and answer parsing follow the official evaluation of the loaded model's family character for
+character (``videorefer.bench_protocol``: VideoRefer-7B's ``inference_videorefer_q_bench.py`` /
+``eval_videorefer_bench_q.py``; VideoRefer-VL3's ``infer_videorefer_q.py`` / ``eval_videorefer_q_bench.py``, whose
+scoring rules are the same), so that numbers are comparable with the published ones.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import re
 import sys
 from pathlib import Path
 
-from bench.common import (OFFICIAL_NUM_FRAMES, AnswerFn, answer_items, load_bench_json, read_predictions,
-                          run_command, runner_parser)
+from bench.common import (DEFAULT_PROTOCOL, AnswerFn, answer_items, load_bench_json, read_predictions, run_command,
+                          runner_parser)
+from videorefer.bench_protocol import BENCH_Q_SUFFIX, BenchProtocol
 from videorefer.data.jsonl import latest_by_id
 
 QUESTION_FILE = "VideoRefer-Bench-Q.json"
@@ -32,21 +34,32 @@ REQUIRED_FIELDS = {
     "frame_idx": (int, str),
     "annotation": list,
 }
-ANSWER_SUFFIX = ". Answer with the option's letter from the given choices directly."
+ANSWER_SUFFIX = BENCH_Q_SUFFIX
 TYPES = ["Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions"]
 
-# Published VideoRefer-7B accuracies (%), arXiv 2501.00599 Table 2 = single-frame mode (its average, 71.9, is the
-# single-frame average of Table 5); the same row is in the official benchmark README (PixelRefer repo,
-# VideoRefer/benchmark/README.md). The multi-frame row is only partly published (Table 5: SQ, RQ and the average);
-# we read it from a secondary source (an AI-written summary of the paper), so it is marked unverified.
+# Published accuracies (%), single-frame mode (the mode both official evaluations use by default):
+# * VideoRefer-7B: arXiv 2501.00599 Table 2 (its average, 71.9, is the single-frame average of Table 5); the same row
+#   is in the official benchmark README (github.com/DAMO-NLP-SG/VideoRefer, benchmark/README.md at cbd4207).
+# * VideoRefer-VideoLLaMA3-7B: the official benchmark README (same file; its fifth row is labelled "Reasoning
+#   Questions" a second time, it is Future Predictions by position).
+# * VideoRefer-VideoLLaMA3-2B: only the average is published (77.7, quoted in our issue 12 from the official model
+#   card; not in the GitHub repository, not verified offline).
+# VideoRefer-7B's multi-frame row is only partly published (Table 5: SQ, RQ and the average); we read it from a
+# secondary source (an AI-written summary of the paper), so it is marked unverified.
 PUBLISHED = {
-    "single": {"Basic Questions": 75.4, "Sequential Questions": 68.6, "Relationship Questions": 59.3,
-               "Reasoning Questions": 89.4, "Future Predictions": 78.1, "overall": 71.9},
-    "multi": {"Sequential Questions": 70.6, "Relationship Questions": 60.5, "overall": 72.1},
+    "VideoRefer-7B single": {"Basic Questions": 75.4, "Sequential Questions": 68.6, "Relationship Questions": 59.3,
+                             "Reasoning Questions": 89.4, "Future Predictions": 78.1, "overall": 71.9},
+    "VideoRefer-7B multi": {"Sequential Questions": 70.6, "Relationship Questions": 60.5, "overall": 72.1},
+    "VL3-7B single": {"Basic Questions": 88.1, "Sequential Questions": 77.7, "Relationship Questions": 70.2,
+                      "Reasoning Questions": 88.8, "Future Predictions": 79.8, "overall": 80.1},
+    "VL3-2B single": {"overall": 77.7},
 }
-PUBLISHED_NOTE = ("published: VideoRefer-7B, arXiv 2501.00599 Table 2 (single-frame); multi-frame from Table 5, "
-                  "SQ/RQ/average only, read from a secondary source (unverified)")
+PUBLISHED_COLUMNS = {"VideoRefer-7B single": "7B-single", "VideoRefer-7B multi": "7B-multi",
+                     "VL3-7B single": "VL3-7B", "VL3-2B single": "VL3-2B"}
+PUBLISHED_NOTE = ("published (single-frame unless marked): VideoRefer-7B arXiv 2501.00599 Table 2, its multi-frame "
+                  "SQ/RQ/average from Table 5 via a secondary source (unverified); VideoRefer-VideoLLaMA3-7B official "
+                  "benchmark/README.md; -2B average from its model card (via issue 12)")
 
 
 def load_bench_q(path: str | Path) -> list[dict]:
@@ -63,10 +76,10 @@ def load_bench_q(path: str | Path) -> list[dict]:
     return items
 
 
-def build_bench_q_prompt(item: dict) -> str:
-    """The official prompt: question with ``[<region>]``, the options joined by spaces, then the instruction."""
-    question = item["Question"].replace("<region>", "[<region>]")
-    return question + " " + " ".join(item["options"]) + ANSWER_SUFFIX
+def build_bench_q_prompt(item: dict, protocol: BenchProtocol = DEFAULT_PROTOCOL) -> str:
+    """The official prompt of ``protocol``'s family: the question (VideoRefer-7B: ``[<region>]``, VL3: ``<region>``),
+    the options joined by spaces, then the instruction."""
+    return protocol.bench_q_question(item["Question"], item["options"])
 
 
 # ------------------------------------------------------------------------------------------------------- scoring
@@ -111,17 +124,17 @@ def score(records: list[dict]) -> dict[str, tuple[int, int]]:
 
 
 def format_table(result: dict[str, tuple[int, int]], mode: str | None) -> str:
-    """Accuracy per type beside the published VideoRefer-7B rows; the last line is ``overall: X``."""
+    """Accuracy per type beside the published rows of both families; the last line is ``overall: X``."""
     def cell(value: float | None) -> str:
-        return f"{value:6.1f}" if value is not None else "     -"
+        return f"{value:>10.1f}" if value is not None else f"{'-':>10}"
 
     types = [t for t in TYPES if t in result] + sorted(t for t in result if t not in TYPES and t != "overall")
     lines = [f"VideoRefer-Bench-Q (mode: {mode or 'unknown'})",
-             f"{'type':<24}{'n':>6}{'right':>7}{'ours':>7}{'7B-single':>11}{'7B-multi':>10}"]
+             f"{'type':<24}{'n':>6}{'right':>7}{'ours':>7}" + "".join(f"{c:>10}" for c in PUBLISHED_COLUMNS.values())]
     for name in types + ["overall"]:
         right, total = result[name]
-        lines.append(f"{name:<24}{total:>6}{right:>7} {cell(100 * right / total)}"
-                     f"     {cell(PUBLISHED['single'].get(name))}    {cell(PUBLISHED['multi'].get(name))}")
+        lines.append(f"{name:<24}{total:>6}{right:>7}{100 * right / total:>7.1f}"
+                     + "".join(cell(PUBLISHED[row].get(name)) for row in PUBLISHED_COLUMNS))
     lines.append(PUBLISHED_NOTE)
     right, total = result["overall"]
     lines.append(f"overall: {100 * right / total:.1f}")
@@ -141,10 +154,11 @@ def score_files(paths: list[str]) -> str:
 
 # -------------------------------------------------------------------------------------------------------- runner
 def run_bench_q(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
-                mode: str = "single", num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
-    """Answer every item not yet in ``output`` (JSONL, one record per line, official fields plus id/mode)."""
+                mode: str = "single", num_frames: int | None = None) -> int:
+    """Answer every item not yet in ``output`` (JSONL, one record per line, official fields plus id/mode) with the
+    answer function's official protocol (its Bench-Q question and frames; ``num_frames`` overrides the count)."""
     return answer_items(items, video_root, output, answer_fn, build_bench_q_prompt, ("Answer", "type"), "bench_q",
-                        mode, num_frames)
+                        "question", mode, num_frames)
 
 
 def main(argv: list[str] | None = None) -> None:

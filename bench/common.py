@@ -16,15 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from videorefer.bench_protocol import VIDEOREFER_7B_PROTOCOL, BenchProtocol, FrameSampling
 from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
 from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
 
 #: ``answer_fn(video_path_or_folder, annotation, question, mode, num_frames) -> str``. ``annotation`` is the item's
 #: official annotation list ``[{"<frame>": {"segmentation": RLE | polygon | None}}, ...]`` (one dict per object, in
-#: the order of the ``<region>`` tags; in single mode already reduced to the item's ``frame_idx``).
-AnswerFn = Callable[[str, list, str, str, int], str]
+#: the order of the ``<region>`` tags; in single mode already reduced to the item's ``frame_idx``). An answer
+#: function with a ``protocol`` attribute (a ``videorefer.bench_protocol.BenchProtocol``) gets the questions and
+#: frames of that protocol, and ``fps=`` as a keyword when its sampling is time-based (``num_frames`` is then the
+#: cap); one without gets VideoRefer-7B's (8 frames sampled uniformly).
+AnswerFn = Callable[..., str]
 
-OFFICIAL_NUM_FRAMES = 8  # what the official eval's process_video samples; training used 16
+DEFAULT_PROTOCOL = VIDEOREFER_7B_PROTOCOL
+OFFICIAL_NUM_FRAMES = DEFAULT_PROTOCOL.question_frames.num_frames  # VideoRefer-7B's official eval: 8 (trained on 16)
 
 
 # --------------------------------------------------------------------------------------------- official bench JSON
@@ -145,20 +150,46 @@ def run_resumable(
     return len(pending)
 
 
+def answer_protocol(answer_fn: AnswerFn) -> BenchProtocol:
+    """The official protocol an answer function's model was evaluated with (VideoRefer-7B's when it has none)."""
+    return getattr(answer_fn, "protocol", None) or DEFAULT_PROTOCOL
+
+
+def task_sampling(answer_fn: AnswerFn, task: str, num_frames: int | None, label: str) -> FrameSampling:
+    """The frames of ``task`` ("question" / "describe") under the answer function's protocol, ``num_frames``
+    (a count, or a cap for time-based sampling) overriding its frame number; announced on stdout."""
+    protocol = answer_protocol(answer_fn)
+    official = protocol.frames(task)
+    sampling = official.with_num_frames(num_frames)
+    if num_frames is None:
+        print(f"[{label}] num_frames = {sampling.num_frames} (official eval default of {protocol.name}: {sampling})")
+    else:
+        print(f"[{label}] num_frames = {sampling.num_frames} (--num-frames: {sampling}; the official eval of "
+              f"{protocol.name} uses {official})")
+    return sampling
+
+
 def answer_items(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
-                 prompt: Callable[[dict], str], kept_fields: tuple[str, ...], label: str, mode: str = "single",
-                 num_frames: int = OFFICIAL_NUM_FRAMES) -> int:
-    """Answer ``prompt(item)`` about every item not yet in ``output``; each record keeps ``id``, ``video`` and
-    ``kept_fields`` of the item, plus ``pred``, ``mode`` and ``num_frames``. Returns the number of new records."""
+                 prompt: Callable[[dict, BenchProtocol], str], kept_fields: tuple[str, ...], label: str, task: str,
+                 mode: str = "single", num_frames: int | None = None) -> int:
+    """Answer ``prompt(item, protocol)`` about every item not yet in ``output`` on the frames of ``task`` under the
+    answer function's protocol (``num_frames`` overrides its frame count); each record keeps ``id``, ``video`` and
+    ``kept_fields`` of the item, plus ``pred``, ``mode``, ``num_frames`` (and ``fps`` for time-based sampling).
+    Returns the number of new records."""
     check_videos(items, video_root)
+    protocol = answer_protocol(answer_fn)
+    sampling = task_sampling(answer_fn, task, num_frames, label)
+    fps = {"fps": sampling.fps} if sampling.fps is not None else {}
 
     def predict(item: dict) -> dict:
         video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), prompt(item), mode, num_frames)
+        pred = answer_fn(video, restrict_annotation(item, mode), prompt(item, protocol), mode, sampling.num_frames,
+                         **fps)
         return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
-                "pred": pred, "mode": mode, "num_frames": num_frames}
+                "pred": pred, "mode": mode, "num_frames": sampling.num_frames, **fps}
 
-    return run_resumable(items, output, predict, label=label, settings={"mode": mode, "num_frames": num_frames})
+    settings = {"mode": mode, "num_frames": sampling.num_frames, "fps": sampling.fps}
+    return run_resumable(items, output, predict, label=label, settings=settings)
 
 
 def read_predictions(paths: list[str]) -> list[dict]:
@@ -170,7 +201,7 @@ def read_predictions(paths: list[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ the `run` subcommand
-#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=...) -> new records``
+#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N) -> new records``
 Runner = Callable[..., int]
 
 
@@ -193,8 +224,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
     parser.add_argument("--mode", choices=["single", "multi"], default="single",
                         help="single: only the mask at frame_idx (official default); multi: all annotated masks")
     parser.add_argument("--num-frames", type=int, default=None,
-                        help=f"frames sampled per video (default {OFFICIAL_NUM_FRAMES}, the official eval's; "
-                             "training used 16)")
+                        help="frames per video (default: the model family's official eval: VideoRefer-7B 8 sampled "
+                             "uniformly (trained on 16); VideoRefer-VL3 at 1 fps (Bench-Q) / 4 fps (Bench-D), at most "
+                             "768, for which this is the cap)")
     parser.add_argument("--shard", help="i/n: run the i-th of n contiguous parts (one per GPU)")
     parser.add_argument("--limit", type=int, help="only the first N items (smoke tests)")
     parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
@@ -203,27 +235,22 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
     model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
 
 
-def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict], Path, int, AnswerFn]:
-    """Shard/limit the items, pick the output file, report the frame count, build the answer function."""
+def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict], Path, AnswerFn]:
+    """Shard/limit the items, pick the output file, build the answer function."""
     shard = parse_shard(args.shard) if args.shard else None
     if shard:
         items = shard_items(items, *shard)
     if args.limit is not None:
         items = items[: args.limit]
     output = shard_output_path(args.output, shard)
-    if args.num_frames is None:
-        num_frames = OFFICIAL_NUM_FRAMES
-        print(f"[bench] num_frames = {num_frames} (official eval default; training used 16: pass --num-frames 16 "
-              "to evaluate as trained)")
-    else:
-        num_frames = args.num_frames
-        print(f"[bench] num_frames = {num_frames} (--num-frames; the official eval uses {OFFICIAL_NUM_FRAMES})")
+    if args.num_frames is not None and args.num_frames < 1:
+        raise ValueError(f"--num-frames must be at least 1, got {args.num_frames}")
     if args.answer_fn:
         answer_fn = load_answer_fn(args.answer_fn)
     else:
         generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
         answer_fn = videorefer_answer_fn(args.model, generation=generation)
-    return items, output, num_frames, answer_fn
+    return items, output, answer_fn
 
 
 def run_command(args: argparse.Namespace, items: list[dict], video_root: str | Path, runner: Runner, label: str,
@@ -231,8 +258,8 @@ def run_command(args: argparse.Namespace, items: list[dict], video_root: str | P
     """The ``run`` subcommand of a runner: check the videos, shard, build the answer function, answer every item not
     yet done, and say where the predictions are and ``next_step`` (``{output}`` is filled in). Returns the output."""
     check_videos(items, video_root)  # before loading a 7B model
-    items, output, num_frames, answer_fn = prepare_run(args, items)
-    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=num_frames)
+    items, output, answer_fn = prepare_run(args, items)
+    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=args.num_frames)
     if hasattr(answer_fn, "summary"):
         print(f"[{label}] {answer_fn.summary()}")
     print(f"[{label}] predictions in {output}; {next_step.format(output=output)}")
@@ -271,10 +298,11 @@ def annotation_to_model_objects(annotation: list, height: int, width: int, total
 
 
 class VideoReferAnswerFn:
-    """The default ``answer_fn``: our ``videorefer`` package (its processor and object encoder), loaded once.
+    """The default ``answer_fn``: our ``videorefer`` package (its processor and region encoder), loaded once.
 
-    The prompt is passed verbatim (official wording with ``<objectN>[<region>]``); the i-th ``<region>`` is the i-th
-    object of ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner (single: only the
+    Its ``protocol`` is the loaded family's official one (``processor.bench_protocol``): the runners write the
+    questions and pick the frames by it. The prompt is passed verbatim; the i-th ``<region>`` is the i-th object of
+    ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner (single: only the
     ``frame_idx`` mask), so the model sees exactly the masks it should. Items whose masks include an empty one
     (null in the official data) are answered with ``allow_empty_masks=True`` and counted in ``empty_mask_items``.
     """
@@ -283,14 +311,34 @@ class VideoReferAnswerFn:
         self.model = model  # a videorefer.VideoRefer
         self.generation = generation
         self.empty_mask_items = 0
+        self._decoded: tuple[tuple, Any] | None = None  # the last decoded video (questions come grouped by video)
 
     @classmethod
     def from_pretrained(cls, model_path: str, generation: dict | None = None, **load_kwargs: Any) -> VideoReferAnswerFn:
-        from videorefer import VideoRefer  # lazy: scoring and judging must not need torch
+        from videorefer import VideoRefer  # lazy: scoring and judging do not load a model
 
         return cls(VideoRefer.from_pretrained(model_path, **load_kwargs), **(generation or {}))
 
-    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int) -> str:
+    @property
+    def protocol(self) -> BenchProtocol:
+        """The loaded family's official benchmark protocol."""
+        return getattr(self.model.processor, "bench_protocol", DEFAULT_PROTOCOL)
+
+    def load_video(self, video_path: str, frames_needed: list[int], sampling: FrameSampling) -> Any:
+        """The family's frames of ``video_path`` under ``sampling`` plus ``frames_needed``; the last one is kept."""
+        import dataclasses
+
+        key = (video_path, tuple(frames_needed), sampling)
+        if self._decoded is not None and self._decoded[0] == key:
+            return self._decoded[1]
+        video = self.model.processor.load_video(video_path, frames_needed, **sampling.load_video_kwargs())
+        if video.key is not None:  # the API caches by this key: the same file sampled otherwise is another video
+            video = dataclasses.replace(video, key=f"{video.key}|{sampling}")
+        self._decoded = (key, video)
+        return video
+
+    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int,
+                 fps: float | None = None) -> str:
         from videorefer.video_io import video_info
 
         total, _fps, height, width = video_info(video_path)
@@ -299,9 +347,9 @@ class VideoReferAnswerFn:
             self.empty_mask_items += 1
             print(f"[bench] {video_path}: {empty} empty/null mask(s), fed as zero masks (official behaviour)",
                   file=sys.stderr)
-        # Passing the path (not decoded frames) lets the model cache frames of videos shared by several questions.
-        return self.model.ask(video_path, objects, question, num_frames=num_frames, allow_empty_masks=empty > 0,
-                              **self.generation)
+        frames_needed = sorted({frame for obj in objects for frame in obj})
+        video = self.load_video(video_path, frames_needed, FrameSampling(num_frames, fps))
+        return self.model.ask(video, objects, question, allow_empty_masks=empty > 0, **self.generation)
 
     def summary(self) -> str:
         return f"{self.empty_mask_items} item(s) had an empty or null mask (fed as a zero mask, as officially)"

@@ -2,14 +2,15 @@
 
 Usage::
 
-    python -m bench.mini OUT_DIR --tiny                 # random tiny model built in code (CI, smoke tests)
-    python -m bench.mini OUT_DIR --model PATH           # a real checkpoint (folder or Hub id)
-        [--videos 6] [--modes single multi] [--num-frames 8] [--max-new-tokens N] [--seed 0]
+    python -m bench.mini OUT_DIR --tiny [vl3|v1]        # random tiny model built in code (CI, smoke tests)
+    python -m bench.mini OUT_DIR --model PATH           # a real checkpoint of either family (folder or Hub id)
+        [--videos 6] [--modes single multi] [--num-frames N] [--max-new-tokens N] [--seed 0]
 
 It writes, in the official formats, ``OUT_DIR/VideoRefer-Bench-Q.json`` and ``OUT_DIR/VideoRefer-Bench-D.json`` built
 from held-out videos of the synthetic moving-shapes task (``videorefer.data.synthetic``) and from
 ``examples/bigbuckbunny.mp4`` with its saved regions; answers them with the real runners (``bench.bench_q`` /
-``bench.bench_d``) and the real model path (``videorefer.VideoRefer``: its processor and object encoder); scores
+``bench.bench_d``, with the official prompts and frames of the model's family) and the real model path
+(``videorefer.VideoRefer``: its processor and region encoder); scores
 Bench-Q with the official rules; judges Bench-D through the real judge client over HTTP against ``bench.local_judge``,
 a local word-overlap TEST judge whose scores mean nothing about quality; and prints both tables. Rerunning the same
 command resumes.
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench import bench_d, bench_q
-from bench.common import OFFICIAL_NUM_FRAMES, VideoReferAnswerFn
+from bench.common import VideoReferAnswerFn
 from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
@@ -35,6 +36,7 @@ EXAMPLE_VIDEO = REPO_ROOT / "examples" / "bigbuckbunny.mp4"
 EXAMPLE_REGIONS = REPO_ROOT / "examples" / "bigbuckbunny.regions.json"
 CONFIG_FILE = "mini_config.json"
 TINY_MAX_NEW_TOKENS = 32  # a random model rarely stops by itself; 32 tokens keeps the CI run short
+TINY_FAMILIES = ("vl3", "v1")  # `--tiny` alone: the first (VideoRefer-VL3, the default family, as the demo's --tiny)
 
 # Hand-written items about the example clip (saved object 0: the bunny, 1: the rock slab; masks on frame 60):
 # (type, question, options, answer, saved objects in the order of the <region> tags). As in the official data, the
@@ -111,30 +113,50 @@ def check_config(out_dir: Path, config: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- the run
-def load_answer_fn(out_dir: Path, model: str | None, tiny: bool, max_new_tokens: int | None) -> VideoReferAnswerFn:
-    """The default answer function on ``model``, or on a random tiny model written to ``OUT_DIR/tiny-model``."""
-    if tiny:
+def build_tiny(family: str, path: Path) -> None:
+    """A random tiny model of ``family`` ("vl3" or "v1") in the official layout at ``path``."""
+    if family == "vl3":
+        from videorefer.testing.tiny_vl3 import build_tiny_vl3
+
+        build_tiny_vl3(path, seed=0)
+    elif family == "v1":
         from videorefer.testing.tiny_model import build_tiny_videorefer
 
-        path = out_dir / "tiny-model"
+        build_tiny_videorefer(path, seed=0)
+    else:
+        raise ValueError(f"tiny must be one of {TINY_FAMILIES}, got {family!r}")
+
+
+def load_answer_fn(out_dir: Path, model: str | None, tiny: str | None,
+                   max_new_tokens: int | None) -> VideoReferAnswerFn:
+    """The default answer function on ``model``, or on a random tiny model of family ``tiny`` written to
+    ``OUT_DIR/tiny-<family>``."""
+    if tiny:
+        path = out_dir / f"tiny-{tiny}"
         if not (path / "config.json").is_file():
-            build_tiny_videorefer(path, seed=0)
+            build_tiny(tiny, path)
         model = str(path)
         max_new_tokens = max_new_tokens or TINY_MAX_NEW_TOKENS
     generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
     return VideoReferAnswerFn.from_pretrained(model, generation=generation)
 
 
-def run_mini(out_dir: str | Path, model: str | None = None, tiny: bool = False, videos: int = 6,
-             modes: tuple[str, ...] = ("single", "multi"), num_frames: int = OFFICIAL_NUM_FRAMES,
+def run_mini(out_dir: str | Path, model: str | None = None, tiny: str | None = None, videos: int = 6,
+             modes: tuple[str, ...] = ("single", "multi"), num_frames: int | None = None,
              max_new_tokens: int | None = None, seed: int = 0) -> dict[str, str]:
-    """Build, run, score and judge the mini benchmark; return the tables by name (``q_single``, ``d_multi``, ...)."""
+    """Build, run, score and judge the mini benchmark; return the tables by name (``q_single``, ``d_multi``, ...).
+
+    ``tiny``: "vl3" or "v1" for a random tiny model of that family instead of ``model``; ``num_frames`` overrides
+    the family's official frame count (VideoRefer-7B) or cap (VL3)."""
     if (model is None) == (not tiny):
-        raise ValueError("give exactly one of model=PATH or tiny=True")
+        raise ValueError("give exactly one of model=PATH or tiny='vl3' / 'v1'")
+    if tiny and tiny not in TINY_FAMILIES:
+        raise ValueError(f"tiny must be one of {TINY_FAMILIES}, got {tiny!r}")
     if videos < 1:
         raise ValueError(f"need at least one synthetic video, got videos={videos}")
     out_dir = Path(out_dir)
-    check_config(out_dir, {"videos": videos, "seed": seed, "model": "tiny" if tiny else str(model)})
+    check_config(out_dir, {"videos": videos, "seed": seed, "model": f"tiny-{tiny}" if tiny else str(model),
+                           "num_frames": num_frames})
     start = time.monotonic()
     q_path, d_path = build_mini_bench(out_dir, videos, seed)
     q_items, d_items = bench_q.load_bench_q(q_path), bench_d.load_bench_d(d_path)
@@ -166,11 +188,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", type=Path, help="output folder (created; rerun to resume)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="VideoRefer checkpoint (folder or Hub id)")
-    which.add_argument("--tiny", action="store_true", help="a random tiny model built in code (no download)")
+    which.add_argument("--tiny", nargs="?", const=TINY_FAMILIES[0], choices=TINY_FAMILIES,
+                       help=f"a random tiny model built in code (no download) of family vl3 or v1 (default "
+                            f"{TINY_FAMILIES[0]})")
     parser.add_argument("--videos", type=int, default=6, help="synthetic held-out videos (5 Bench-Q items and 1 "
                         "Bench-D item each), besides the example clip's 4 + 2 items")
     parser.add_argument("--modes", nargs="+", choices=["single", "multi"], default=["single", "multi"])
-    parser.add_argument("--num-frames", type=int, default=OFFICIAL_NUM_FRAMES)
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="frames per video (default: the family's official eval: VideoRefer-7B 8; VL3 1 fps for "
+                             "Bench-Q, 4 fps for Bench-D, at most 768, for which this is the cap)")
     parser.add_argument("--max-new-tokens", type=int,
                         help=f"generation limit (default: the model's; {TINY_MAX_NEW_TOKENS} with --tiny)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic videos")

@@ -7,6 +7,10 @@
 #   pip download --no-deps ... -d /tmp/bnb bitsandbytes==0.50.2 && unzip it into .devsite/ keeping only
 #   libbitsandbytes_cpu.so and libbitsandbytes_cuda130.so (the wheel is 43 MB, mostly other CUDA versions)
 # Then run this script there with .whl and .devsite carried; results land in $OUT (speed.md, speed.json, log.txt).
+# Parts (one run fits one device call of <= 600 s; run it twice for both families):
+#   bash bench/run_gpu_speed.sh                                   # VideoRefer-7B: object encoder, SAM 2.1, 7B shapes
+#   PARTS=vl3-regions,vl3-2b,vl3-7b bash bench/run_gpu_speed.sh    # VideoRefer-VL3: region encoder, 2B and 7B shapes
+# Every model has random N(0, 0.02) weights (no download); VL3 runs bf16 then 4-bit (STEPS_VL3).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/.devsite:$PWD BENCH_TMP=/tmp PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -14,6 +18,9 @@ OUT=${OUT:-runs/speed-gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, bitsandbytes; print('torch', torch.__version__, 'transformers', transformers.__version__, 'bitsandbytes', bitsandbytes.__version__)" | tee -a "$OUT/gpu.txt"
-timeout 530 python3 -m bench.speed --device cuda --out "$OUT" --parts encoder,sam2,7b --repeats 5 --new-tokens 128 --budget-s 400 > "$OUT/log.txt" 2>&1
+PARTS=${PARTS:-encoder,sam2,7b}
+STEPS_VL3=${STEPS_VL3:-bf16,4bit}
+timeout 530 python3 -m bench.speed --device cuda --out "$OUT" --parts "$PARTS" --steps-vl3 "$STEPS_VL3" --repeats 5 \
+  --new-tokens 128 --budget-s 400 > "$OUT/log.txt" 2>&1
 echo "exit $?"
 grep -v "Loading\|Writing" "$OUT/log.txt" | tail -45

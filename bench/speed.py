@@ -10,7 +10,9 @@ Every figure is the median of `--repeats` runs after a warm-up. Parts:
 * `tiny`: end to end on the random tiny model (time to first token with 1 and 4 objects, decode tokens/s, follow-up);
 * `7b`: the same on a VideoRefer-7B-shaped model with random weights (bf16, then 4-bit and 8-bit through the real
   quantised loading path), with peak GPU memory; static cache + compiled decoding as well;
-* `sam2`: SAM 2 tracking frames/s (tiny random model on CPU; hiera-large shapes on CUDA).
+* `sam2`: SAM 2 tracking frames/s (tiny random model on CPU; hiera-large shapes on CUDA);
+* `vl3-regions`, `vl3-tiny`, `vl3-7b`, `vl3-2b`: VideoRefer-VL3 (`bench.speed_vl3`): the region encoder batched
+  against a loop over masks at the real encoder size, and end to end on the tiny / 7B / 2B shapes.
 Results are written after each part, so an interrupted run keeps what it measured.
 """
 
@@ -134,21 +136,22 @@ def bench_decode(repeats: int) -> list[dict]:
 
 # ---------------------------------------------------------------------- end to end
 def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objects_counts=(1, 4),
-               static: bool = False) -> list[dict]:
-    """Time to first token (vision + prefill), decode tokens/s and a follow-up, with peak memory."""
-    from videorefer.prompts import region_question
+               static: bool = False, mask_frames: int = 16) -> list[dict]:
+    """Time to first token (vision + prefill), decode tokens/s and a follow-up, with peak memory, on 16 random
+    480x640 frames (1 s apart) with each object masked on its first `mask_frames` frames. Any family."""
     from videorefer.video_io import Video
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (16, 480, 640, 3), dtype=np.uint8)
-    video = Video(frames=frames, frame_indices=list(range(16)), total_frames=16, key=f"bench:{label}")
+    video = Video(frames=frames, frame_indices=list(range(16)), total_frames=16, key=f"bench:{label}",
+                  timestamps=[float(t) for t in range(16)])
     masks = random_masks(64, 480, 640, "cpu").numpy().astype(bool)
     rows = []
     settings = dict(do_sample=False, eos_token_id=None)
     if static:
         settings["cache_implementation"] = "static"
     for n_objects in objects_counts:
-        objects = [{t: masks[(k * 16 + t) % 64] for t in range(16)} for k in range(n_objects)]
+        objects = [{t: masks[(k * 16 + t) % 64] for t in range(mask_frames)} for k in range(n_objects)]
         question = "Describe " + ", ".join(f"<object{k}>" for k in range(n_objects)) + " in detail."
 
         def run(max_new_tokens: int, fresh_video: bool, question: str = question, history=None) -> None:
@@ -163,7 +166,7 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
             torch.cuda.reset_peak_memory_stats()
         ttft = median_time(lambda: run(1, True), device, repeats, warmup=2)
         # The model alone, from preprocessed tensors (as the official figures are taken): vision, encoder, prefill.
-        inputs = vr.processor(video, region_question(question, n_objects), objects)
+        inputs = vr.processor(video, vr.processor.region_conversation(question, None, objects)[0], objects)
 
         def model_only() -> None:
             vr.prefix_cache.clear()
@@ -195,7 +198,8 @@ def end_to_end(vr, label: str, device: str, repeats: int, new_tokens: int, objec
         reused = vr.prefix_cache.reused_tokens
         prompt_tokens = int(prepared["input_ids"].shape[1])
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-        rows.append(dict(part="end_to_end", model=label, objects=n_objects, frames=16, prompt_ids=prompt_tokens,
+        rows.append(dict(part="end_to_end", model=label, objects=n_objects, frames=16, mask_frames=mask_frames,
+                         prompt_ids=prompt_tokens,
                          ttft_ms=ttft * 1e3, model_ttft_ms=model_ttft * 1e3, prefill_only_ms=prefill * 1e3, decode_tokens_per_s=decode_rate,
                          follow_up_ttft_ms=t_follow * 1e3, follow_up_reused_positions=reused, peak_gib=peak,
                          static_cache=static))
@@ -240,16 +244,27 @@ def build_random_7b(folder: Path, dtype: torch.dtype, device: str) -> Path:
 
 def bench_7b(device: str, repeats: int, new_tokens: int, steps: list[str], deadline: float,
              out: Callable[[list[dict]], None]) -> list[dict]:
-    """Steps like `bf16`, `4bit`, `bf16-static`, `8bit`, in order, each skipped once `deadline` has passed."""
+    """`bench_random_model` on a random VideoRefer-7B (objects masked on all 16 frames)."""
+    def build(folder: Path, dtype: torch.dtype) -> Path:
+        return build_random_7b(folder, dtype, device)
+
+    return bench_random_model("7B", build, device, repeats, new_tokens, steps, deadline, out)
+
+
+def bench_random_model(name: str, build: Callable[[Path, torch.dtype], Path], device: str, repeats: int,
+                       new_tokens: int, steps: list[str], deadline: float, out: Callable[[list[dict]], None],
+                       mask_frames: int = 16) -> list[dict]:
+    """End to end on the checkpoint `build(folder, dtype)` writes, for steps like `bf16`, `4bit`, `bf16-static`,
+    `8bit`, in order, each skipped once `deadline` has passed."""
     from videorefer import VideoRefer
 
     rows: list[dict] = []
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    folder = build_random_7b(Path(tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))) / "videorefer-7b-random", dtype, device)
+    folder = build(Path(tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"))) / f"{name.lower()}-random", dtype)
     loaded: dict[str, Any] = {}
     for step in steps:
         quant, _, mode = step.partition("-")
-        label = f"7B {step}"
+        label = f"{name} {step}"
         if time.time() > deadline:
             rows.append(dict(part="end_to_end", model=label, error="skipped: out of time"))
             out(rows)
@@ -273,7 +288,8 @@ def bench_7b(device: str, repeats: int, new_tokens: int, steps: list[str], deadl
             loaded.update(quant=quant, load_s=time.perf_counter() - start)
         tokens = new_tokens if quant == "bf16" else min(new_tokens, 32)  # bitsandbytes decoding is slow: fewer tokens
         try:
-            result = end_to_end(loaded["vr"], label, device, repeats, tokens, static=mode == "static")
+            result = end_to_end(loaded["vr"], label, device, repeats, tokens, static=mode == "static",
+                                mask_frames=mask_frames)
         except Exception as error:
             result = [dict(part="end_to_end", model=label, error=repr(error))]
         for row in result:
@@ -343,17 +359,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="runs/speed")
-    parser.add_argument("--parts", default=None, help="comma-separated: encoder,decode,tiny,7b,sam2")
+    parser.add_argument("--parts", default=None,
+                        help="comma-separated: encoder,decode,tiny,7b,sam2,vl3-regions,vl3-tiny,vl3-7b,vl3-2b")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--steps-7b", default="bf16,4bit,bf16-static,8bit", help="7B variants, in order")
+    parser.add_argument("--steps-vl3", default="bf16,4bit", help="VL3-7B / -2B variants, in order")
+    parser.add_argument("--vl3-vision-layers", type=int, default=None,
+                        help="vl3-regions: encoder layers (default: the real 27; fewer on a slow CPU)")
     parser.add_argument("--budget-s", type=float, default=480, help="7B steps starting after this are skipped")
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
-    parts = (args.parts or ("encoder,sam2,7b" if cuda else "encoder,decode,tiny,sam2")).split(",")
+    default_parts = "encoder,sam2,7b,vl3-regions,vl3-7b,vl3-2b" if cuda else "encoder,decode,tiny,sam2,vl3-regions,vl3-tiny"
+    parts = (args.parts or default_parts).split(",")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     import transformers
+
+    from bench import speed_vl3  # imports this module's helpers: import it here, once they exist
 
     meta = dict(
         date=time.strftime("%Y-%m-%d"),
@@ -374,7 +397,17 @@ def main(argv: list[str] | None = None) -> int:
         "tiny": lambda: end_to_end(load_tiny(args.device), "tiny", args.device, args.repeats, min(args.new_tokens, 64)),
         "7b": lambda: bench_7b(args.device, args.repeats, args.new_tokens, args.steps_7b.split(","), deadline, write),
         "sam2": lambda: bench_sam2(args.device, large=cuda),
+        "vl3-regions": lambda: speed_vl3.bench_vl3_regions(args.device, args.repeats, torch.bfloat16 if cuda else torch.float32,
+                                                           args.vl3_vision_layers),
+        "vl3-tiny": lambda: speed_vl3.vl3_tiny(args.device, args.repeats, min(args.new_tokens, 64)),
+        "vl3-7b": lambda: speed_vl3.bench_vl3_llm("7b", args.device, args.repeats, args.new_tokens,
+                                                  args.steps_vl3.split(","), deadline, write),
+        "vl3-2b": lambda: speed_vl3.bench_vl3_llm("2b", args.device, args.repeats, args.new_tokens,
+                                                  args.steps_vl3.split(","), deadline, write),
     }
+    unknown = sorted(set(parts) - set(runners))
+    if unknown:
+        raise SystemExit(f"unknown part(s) {unknown}; known: {', '.join(runners)}")
     for part in parts:
         start = time.perf_counter()
         try:

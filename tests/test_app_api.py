@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import torch
 
@@ -17,8 +16,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from videorefer.demo.backend import Settings, load_backend  # noqa: E402
-from videorefer.demo.limits import Limits  # noqa: E402
+from videorefer.demo.backend import TINY_FAMILIES, Settings, load_backend  # noqa: E402
+from videorefer.demo.limits import Limits, check_video  # noqa: E402
+from videorefer.demo.service import decoded_frame_indices  # noqa: E402
 from videorefer.demo.testing import free_port, write_junk, write_video  # noqa: E402
 from videorefer.regions import objects_from_json, rle_to_mask  # noqa: E402
 
@@ -28,9 +28,10 @@ REGIONS = json.loads((ROOT / "examples" / "bigbuckbunny.regions.json").read_text
 LIMITS = Limits(max_file_mb=3, max_seconds=10, scrub_frames=6)
 
 
-@pytest.fixture(scope="module")
-def server():
-    settings = Settings(tiny=True, device="cpu", port=free_port(), limits=LIMITS)
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
+def server(request):
+    """The demo on a tiny model of each family (`--tiny vl3`, `--tiny v1`): same inputs, outputs and errors."""
+    settings = Settings(tiny=request.param, device="cpu", port=free_port(), limits=LIMITS)
     backend = load_backend(settings)
     demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
     try:
@@ -55,6 +56,14 @@ def videos(tmp_path_factory):
         "big": str(write_junk(folder / "big.mp4", 4_000_000)),
         "text": str((folder / "notes.txt").write_text("hello") and folder / "notes.txt"),
     }
+
+
+def tracked_frames(backend, video: str, prompted: int) -> list[int]:
+    """The frames /track covers: the even grid of `scrub_frames`, the loaded family's own sampled frames (as its
+    processor says) and the prompted frame."""
+    sampled, _ = backend.model_frames(check_video(video, LIMITS))
+    return sorted({prompted, *decoded_frame_indices(check_video(video, LIMITS).total_frames, LIMITS.scrub_frames,
+                                                      sampled)})
 
 
 def one(doc: dict, k: int) -> dict:
@@ -160,7 +169,7 @@ def test_two_clients_in_parallel_get_their_own_results(server, videos):
     assert seg_a["mask"]["size"] == [720, 1280] and seg_b["mask"]["size"] == [48, 64]
     assert [o["name"] for o in track_a["objects"]] == ["rock"] and track_a["height"] == 720
     assert [o["name"] for o in track_b["objects"]] == ["square"] and track_b["height"] == 48
-    assert sorted(map(int, track_b["objects"][0]["masks"])) == list(range(12))
+    assert sorted(map(int, track_b["objects"][0]["masks"])) == tracked_frames(server[1], videos["small"], 3)
 
 
 def test_only_examples_and_uploads_are_served(server):
@@ -173,4 +182,37 @@ def test_only_examples_and_uploads_are_served(server):
 def test_the_page_is_labelled_tiny_and_shows_the_limits(server):
     page = httpx.get(server[0]).text
     assert "Tiny mode" in page and "up to 3 MB" in page and "up to 10 s" in page
+    # which model answers, and how it reads a video (asked of its processor)
+    if server[1].settings.tiny_family == "vl3":
+        assert "a tiny VideoRefer-VL3 answers" in page and "1 frame per second, at most 16 frames" in page
+        assert "one region per mask" in page
+    else:
+        assert "a tiny VideoRefer-7B answers" in page and "8 frames spread evenly over the video" in page
+        assert "one region per object" in page
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+
+
+def test_a_cancelled_api_call_stops_its_generation(server, client, monkeypatch):
+    """A client that cancels (or disconnects) mid-answer: gradio closes the stream, and the stop event the model's
+    generation thread watches is set (the real `ask_stream` ends generation on it)."""
+    import time
+
+    backend = server[1]
+    events = []
+
+    def slow_answer(video, regions, question, history=None, stop_event=None, **kwargs):
+        events.append(stop_event)
+        text = ""
+        for _ in range(600):  # 60 s unless stopped
+            text += "word "
+            yield text
+            time.sleep(0.1)
+
+    monkeypatch.setattr(backend.model, "ask_stream", slow_answer)
+    job = client.submit(handle_file(BUNNY), REGIONS, "What is <object0>?", None, "single", api_name="/ask")
+    deadline = time.time() + 30
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.1)
+    assert job.outputs() and events and not events[0].is_set(), "no partial answer arrived"
+    job.cancel()
+    assert events[0].wait(20), "the generation was not told to stop after the client cancelled"

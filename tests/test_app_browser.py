@@ -4,6 +4,7 @@ on the frame, see the mask overlay, ask a question, see the answer stream in; a 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from videorefer.demo.backend import TINY_FAMILIES
 from videorefer.demo.testing import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -25,15 +27,15 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The README's command, `python app.py --tiny`, on a free port of 127.0.0.1."""
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
+def server(request, tmp_path_factory):
+    """The README's command, `python app.py --tiny FAMILY` (each family: `vl3`, `v1`), on a free port of 127.0.0.1."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "app.log"
+    log = tmp_path_factory.mktemp(f"server-{request.param}") / "app.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--tiny", "--port", str(port), "--scrub-frames", "8"],
+            [sys.executable, "app.py", "--tiny", request.param, "--port", str(port), "--scrub-frames", "8"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/"
@@ -50,7 +52,7 @@ def server(tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"app.py did not start:\n{log.read_text()[-3000:]}")
             time.sleep(1)
-        yield url
+        yield url, log, request.param
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -61,6 +63,7 @@ def _frame_pixels(page) -> np.ndarray:
 
 
 def test_upload_click_ask_in_a_real_browser(server, tmp_path):
+    server, log, tiny_family = server
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -68,6 +71,8 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1700})
             page.goto(server)
             sync_api.expect(page.locator("#tiny-banner")).to_contain_text("TINY RANDOM MODELS")
+            family = {"vl3": "VideoRefer-VL3", "v1": "VideoRefer-7B"}[tiny_family]
+            sync_api.expect(page.locator("#model-card")).to_contain_text(f"Model: {family}")  # who answers
             page.locator("#video-upload input[type=file]").set_input_files(str(ROOT / "examples" / "bigbuckbunny.mp4"))
             sync_api.expect(page.locator("#frame-caption")).to_contain_text("Frame 0 of 132", timeout=60_000)
             before = _frame_pixels(page)
@@ -100,11 +105,19 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             print(f"screenshot: {tmp_path / 'demo.png'}")
             assert (tmp_path / "demo.png").stat().st_size > 10_000
 
+            _track_watch_and_round_trip_the_regions(page, sync_api, tmp_path)
+
             other = browser.new_context().new_page()  # another visitor: fresh state
             other.goto(server)
             sync_api.expect(other.locator("#legend")).to_contain_text("No objects yet", timeout=30_000)
             assert "<object0>" not in other.locator("#chat").inner_text()
             assert other.locator("#frame img").count() == 0  # nor the first visitor's video
+
+            page.close()  # the first visitor leaves: their GPU caches are freed (demo.unload)
+            deadline = time.time() + 30
+            while "left: answer stopped, GPU caches freed" not in log.read_text() and time.time() < deadline:
+                time.sleep(0.5)
+            assert "left: answer stopped, GPU caches freed" in log.read_text()
         finally:
             browser.close()
 
@@ -112,6 +125,7 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
 def test_find_by_name_and_image_mode_in_a_real_browser(server, tmp_path):
     """Type a name and press Find (tiny mode: the default threshold finds boxes, 0.9 finds none); then upload a photo,
     click on it and ask."""
+    server, _, _ = server
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
     bunny = Image.open(io.BytesIO(_first_frame_png())).resize((320, 180))
@@ -172,3 +186,53 @@ def _first_frame_png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(read_frames(str(ROOT / "examples" / "bigbuckbunny.mp4"), [60])[0]).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _track_watch_and_round_trip_the_regions(page, sync_api, tmp_path) -> None:
+    """Track: the tracked-mask video plays in the browser. Download the regions, remove the object, upload the file:
+    the object comes back. A regions file of another video is refused with a message."""
+    page.locator("#track").click()
+    video = page.locator("#tracked-video video")
+    sync_api.expect(video).to_have_count(1, timeout=120_000)
+    page.wait_for_function("""() => {
+        const v = document.querySelector('#tracked-video video');
+        return v && v.readyState >= 1 && v.duration > 0;
+    }""", timeout=60_000)
+    duration, error = page.evaluate("""() => {
+        const v = document.querySelector('#tracked-video video');
+        return [v.duration, v.error ? v.error.code : null];
+    }""")
+    assert 5.0 < duration < 5.6 and error is None  # bigbuckbunny: 132 frames at 25 fps
+    played = page.evaluate("""async () => {
+        const v = document.querySelector('#tracked-video video');
+        v.muted = true;
+        await v.play();
+        await new Promise(r => setTimeout(r, 1500));
+        v.pause();
+        return [v.currentTime, v.error ? v.error.code : null, v.videoWidth];
+    }""")
+    assert played[0] > 0.3 and played[1] is None and played[2] == 960, f"the video did not play: {played}"
+    page.screenshot(path=str(tmp_path / "tracked.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'tracked.png'}")
+
+    link = page.locator("#regions-download a").first
+    sync_api.expect(link).to_be_visible(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "regions.json"
+    download.value.save_as(saved)
+    doc = json.loads(saved.read_text())
+    assert doc["total_frames"] == 132 and doc["objects"][0]["name"] == "object 0"
+    page.locator("#object-select").click()  # nothing to choose but <object0>: remove it
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Remove object").click()
+    sync_api.expect(page.locator("#legend")).to_contain_text("No objects yet", timeout=30_000)
+    page.locator("#regions-upload input[type=file]").set_input_files(str(saved))
+    sync_api.expect(page.locator("#legend")).to_contain_text("<object0>", timeout=60_000)
+    sync_api.expect(page.locator("#legend")).to_contain_text("tracked", timeout=10_000)
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**doc, "width": 64, "height": 48}))
+    page.locator("#regions-upload button[aria-label='Clear']").first.click()
+    page.locator("#regions-upload input[type=file]").set_input_files(str(other))
+    sync_api.expect(page.get_by_text("is for a 64×48 video")).to_be_visible(timeout=30_000)

@@ -18,8 +18,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from videorefer.demo.backend import Settings, load_backend  # noqa: E402
-from videorefer.demo.limits import Limits  # noqa: E402
+from videorefer.demo.backend import TINY_FAMILIES, Settings, load_backend  # noqa: E402
+from videorefer.demo.limits import Limits, check_video  # noqa: E402
+from videorefer.demo.service import decoded_frame_indices  # noqa: E402
 from videorefer.demo.testing import free_port, write_junk, write_video  # noqa: E402
 from videorefer.regions import objects_from_json, rle_to_mask  # noqa: E402
 
@@ -28,9 +29,10 @@ BUNNY = str(ROOT / "examples" / "bigbuckbunny.mp4")
 LIMITS = Limits(max_file_mb=3, max_seconds=10, scrub_frames=6, max_objects=4)
 
 
-@pytest.fixture(scope="module")
-def server():
-    settings = Settings(tiny=True, device="cpu", port=free_port(), limits=LIMITS)
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
+def server(request):
+    """The demo on a tiny model of each family (`--tiny vl3`, `--tiny v1`): same inputs, outputs and errors."""
+    settings = Settings(tiny=request.param, device="cpu", port=free_port(), limits=LIMITS)
     backend = load_backend(settings)
     demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
     try:
@@ -73,10 +75,12 @@ def test_find_on_a_frame_then_ask_about_what_was_found(client):
     assert isinstance(answer, str) and answer
 
 
-def test_find_and_track(client, files):
+def test_find_and_track(server, client, files):
     found = client.predict(handle_file(files["small"]), 5, "every car", True, 0.0, api_name="/find")
     objects, _ = objects_from_json(found)
-    assert objects and all(sorted(obj) == list(range(12)) for obj in objects)  # every frame
+    sampled, _ = server[1].model_frames(check_video(files["small"], LIMITS))  # the loaded family's own frames
+    covered = sorted({5, *decoded_frame_indices(12, LIMITS.scrub_frames, sampled)})
+    assert objects and all(sorted(obj) == covered for obj in objects)  # every decoded frame
     for entry, obj in zip(found["objects"], objects):
         assert entry["area"] == obj[5].sum()  # the area is the mask on the frame it was found on
 
@@ -111,9 +115,12 @@ def test_image_click_find_and_ask(server, client, files, monkeypatch):
     regions = {"objects": [{"name": "square", "masks": {"0": seg["mask"]}}]}
     answer = client.predict(photo, regions, "What is <object0>?", None, "auto", api_name="/ask")
     assert isinstance(answer, str) and answer
-    # VideoRefer-7B gets the photo as a one-frame video (what the official v1 code does with an image)
-    assert len(seen) == 1 and isinstance(seen[0], np.ndarray) and seen[0].shape == (1, 40, 56, 3)
-    np.testing.assert_array_equal(seen[0][0], files["pixels"])
+    # VideoRefer-VL3 answers the still image natively; VideoRefer-7B gets it as a one-frame video (what the official
+    # v1 code does with an image)
+    still = backend.settings.tiny_family == "vl3"
+    assert len(seen) == 1 and isinstance(seen[0], np.ndarray)
+    assert seen[0].shape == ((40, 56, 3) if still else (1, 40, 56, 3))
+    np.testing.assert_array_equal(seen[0] if still else seen[0][0], files["pixels"])
     assert client.predict(photo, regions, "auto", api_name="/describe")
 
 

@@ -1,4 +1,5 @@
-"""End to end: the mini benchmark on the random tiny model (real runners, real model path, local HTTP test judge)."""
+"""End to end: the mini benchmark on a random tiny model of each family (real runners, real model path, local HTTP
+test judge), each family asked with its own official prompts and frames."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import contextlib
 import io
 import json
 from pathlib import Path
+
+import re
 
 import numpy as np
 import pytest
@@ -18,19 +21,32 @@ from bench.local_judge import local_judge, overlap_scores
 from bench.mini import main as mini_main
 
 OFFICIAL_IO = Path(__file__).parent / "fixtures" / "official-tiny" / "io.json"
-VIDEOS = 2  # 2 x 5 + 4 Bench-Q items, 2 + 2 Bench-D items
+VIDEOS = 1  # 1 x 5 + 4 Bench-Q items, 1 + 2 Bench-D items
+BENCH_Q_SUFFIX = ". Answer with the option's letter from the given choices directly."
+# Each family's official protocol, written from its evaluation scripts (independently of videorefer.bench_protocol):
+# VideoRefer-7B (inference_videorefer_q_bench.py / _d_bench.py): 8 frames uniformly, `[<region>]`, its describe
+# question; VL3 (infer_videorefer_q.py / infer_videorefer_d.py): load_video(fps=1 | 4, max_frames=768), the
+# question's plain `<region>`, "Please describe in detail the marked object <region> in the video.\n<video>".
+OFFICIAL = {
+    "v1": {"region": "[<region>]", "q_frames": (8, None), "d_frames": (8, None),
+           "describe": "Please give a detailed description of the highlighted object [<region>] in the video."},
+    "vl3": {"region": "<region>", "q_frames": (768, 1.0), "d_frames": (768, 4.0),
+            "describe": "Please describe in detail the marked object <region> in the video.\n<video>"},
+}
 
 
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
-    """Run ``python -m bench.mini OUT --tiny`` once, recording every question the model was asked (what it saw).
+@pytest.fixture(scope="module", params=["v1", "vl3"])
+def mini_run(request, tmp_path_factory):
+    """Run ``python -m bench.mini OUT --tiny FAMILY`` once, recording every question the model was asked (what it
+    saw: text, masks, the decoded frames and the prompt its ids decode to).
 
     `VideoRefer.prepare` is where every question enters the model (the processor itself is skipped for follow-ups
     whose visual tokens are cached).
     """
     from videorefer import VideoRefer
 
-    out = tmp_path_factory.mktemp("mini")
+    family = request.param
+    out = tmp_path_factory.mktemp(f"mini-{family}")
     calls: list[dict] = []
     original = VideoRefer.prepare
 
@@ -38,14 +54,15 @@ def mini_run(tmp_path_factory):
         inputs = original(self, video, regions, question, history, num_frames, allow_empty_masks)
         prompt = self.processor.tokenizer.decode([i for i in inputs["input_ids"][0].tolist() if i >= 0])
         calls.append({"text": question, "frames": [sorted(obj) for obj in regions], "num_frames": num_frames,
-                      "prompt": prompt, "allow_empty_masks": allow_empty_masks})
+                      "prompt": prompt, "allow_empty_masks": allow_empty_masks,
+                      "sampled": list(video.frame_indices), "timestamps": video.timestamps})
         return inputs
 
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
         patch.setattr(VideoRefer, "prepare", spy)
-        mini_main([str(out), "--tiny", "--videos", str(VIDEOS)])
-    return out, stdout.getvalue(), calls
+        mini_main([str(out), "--tiny", family, "--videos", str(VIDEOS)])
+    return family, out, stdout.getvalue(), calls
 
 
 def _blocks(text: str) -> list[list[str]]:
@@ -53,7 +70,7 @@ def _blocks(text: str) -> list[list[str]]:
 
 
 def test_prints_both_tables_for_both_modes(mini_run):
-    _out, printed, _calls = mini_run
+    _family, _out, printed, _calls = mini_run
     blocks = _blocks(printed)
     q_tables = [b for b in blocks if b and b[0].startswith("VideoRefer-Bench-Q (mode:")]
     d_tables = [b for b in blocks if b and b[0].startswith("VideoRefer-Bench-D (")]
@@ -68,11 +85,17 @@ def test_prints_both_tables_for_both_modes(mini_run):
         assert table[0] == f"VideoRefer-Bench-D ({VIDEOS + 2} items scored)"
         assert any(line.startswith(f"ours, {mode} (TEST judge)") for line in table)
         assert table[-1].startswith("average: ")
+        # the published rows of both families (official benchmark README)
+        assert [line.split()[-1] for line in table if line.startswith(("VideoRefer-7B multi", "VideoRefer-VL3-7B"))] \
+            == ["3.46", "3.72"]
+    for table in q_tables:  # the published overall rows of both families, in the header's column order
+        assert table[1].split()[-4:] == ["7B-single", "7B-multi", "VL3-7B", "VL3-2B"]
+        assert [line.split()[-4:] for line in table if line.startswith("overall ")] == [["71.9", "72.1", "80.1", "77.7"]]
     assert "TEST judge" in printed and "0 item(s) had an empty or null mask" in printed
 
 
 def test_writes_official_files_and_predictions(mini_run):
-    out, _printed, _calls = mini_run
+    family, out, _printed, _calls = mini_run
     q_items = bench_q.load_bench_q(out / "VideoRefer-Bench-Q.json")  # the official loaders validate the format
     d_items = bench_d.load_bench_d(out / "VideoRefer-Bench-D.json")
     assert len(q_items) == 5 * VIDEOS + 4 and len(d_items) == VIDEOS + 2
@@ -82,7 +105,9 @@ def test_writes_official_files_and_predictions(mini_run):
     for mode in ("single", "multi"):
         preds = read_jsonl(out / f"preds_q_{mode}.jsonl")
         assert [p["id"] for p in preds] == [item["id"] for item in q_items]
-        assert all(p["mode"] == mode and p["num_frames"] == 8 and isinstance(p["pred"], str) for p in preds)
+        frames, fps = OFFICIAL[family]["q_frames"]
+        assert all(p["mode"] == mode and p["num_frames"] == frames and p.get("fps") == fps
+                   and isinstance(p["pred"], str) for p in preds)
         scores = read_jsonl(out / f"scores_d_{mode}.jsonl")
         assert sorted(s["id"] for s in scores) == [item["id"] for item in d_items]
         assert all(s["judge_model"] == "local-test-judge" and set(s["scores"]) == set(DIMENSIONS) for s in scores)
@@ -91,41 +116,69 @@ def test_writes_official_files_and_predictions(mini_run):
 
 
 def test_model_saw_the_official_prompt_and_masks(mini_run):
-    out, _printed, calls = mini_run
+    family, out, _printed, calls = mini_run
+    official = OFFICIAL[family]
     q_items = json.loads((out / "VideoRefer-Bench-Q.json").read_text())
-    n_q, n_d = len(q_items), VIDEOS + 2
+    d_items = json.loads((out / "VideoRefer-Bench-D.json").read_text())
+    n_q, n_d = len(q_items), len(d_items)
     assert len(calls) == 2 * n_q + 2 * n_d  # single Q, multi Q, then single D, multi D
-    official = json.loads(OFFICIAL_IO.read_text())  # the prompt the official code built for its question
     for k, item in enumerate(q_items):
-        # Written from the official inference_videorefer_q_bench.py, independently of bench_q.build_bench_q_prompt.
-        question = (item["Question"].replace("<region>", "[<region>]") + " " + " ".join(item["options"])
-                    + ". Answer with the option's letter from the given choices directly.")
+        question = (item["Question"].replace("<region>", official["region"]) + " " + " ".join(item["options"])
+                    + BENCH_Q_SUFFIX)
         single, multi = calls[k], calls[n_q + k]
         assert single["text"] == multi["text"] == question
-        # The ids the model got decode to the official prompt (the video placeholder id aside).
-        assert single["prompt"] == official["prompt"].replace(official["question"], question).replace("<video>", "")
         assert single["frames"] == [[int(item["frame_idx"])]] * len(item["annotation"])  # single: frame_idx only
         assert multi["frames"] == [sorted(int(f) for f in obj) for obj in item["annotation"]]
-        assert single["num_frames"] == 8 and not single["allow_empty_masks"]
-    describe = calls[2 * n_q]
-    assert describe["text"] == "Please give a detailed description of the highlighted object [<region>] in the video."
-    assert calls[1]["text"].startswith("What shape is <object0>[<region>]? (A) ")
+        assert not single["allow_empty_masks"]
+    for k in range(n_d):
+        assert calls[2 * n_q + k]["text"] == calls[2 * n_q + n_d + k]["text"] == official["describe"]
+    assert calls[1]["text"].startswith("What shape is <object0>" + official["region"] + "? (A) ")
+    # The frames: the example clip (a 24 fps file) is the last video of both files.
+    example_q, example_d = calls[n_q - 1], calls[2 * n_q + n_d - 1]
+    for call, (frames, fps) in ((example_q, official["q_frames"]), (example_d, official["d_frames"])):
+        if fps is None:
+            assert len(call["sampled"]) == frames and call["timestamps"] is None
+        else:
+            assert len(call["sampled"]) <= frames and np.allclose(np.diff(call["timestamps"]), 1 / fps, atol=0.05)
+    if family == "v1":
+        io_official = json.loads(OFFICIAL_IO.read_text())  # the prompt the official code built for its question
+        # The ids the model got decode to the official prompt (the video placeholder id aside).
+        single = calls[0]
+        assert single["prompt"] == io_official["prompt"].replace(io_official["question"], single["text"]).replace(
+            "<video>", "")
+    else:
+        # VL3's chat format (fixture official-vl3-tiny/io.json): no system turn; in Bench-Q the video comes first
+        # (the question has no <video>), in Bench-D after the text (the question ends with it).
+        frames = r"Time \d+\.\ds:(<image>)+(,Time \d+\.\ds:(<image>)+)*\n"
+        user, end = re.escape("<|im_start|>user\n"), re.escape("<|im_end|>\n<|im_start|>assistant\n")
+
+        def regions(text: str) -> str:
+            return re.escape(text).replace(re.escape("<region>"), r"\[(<REGION>)+\]")
+
+        assert re.fullmatch(user + frames + regions(example_q["text"]) + end, example_q["prompt"]), example_q["prompt"]
+        describe = official["describe"].split("\n")[0]
+        assert re.fullmatch(user + regions(describe) + frames + end, example_d["prompt"]), example_d["prompt"]
 
 
 def test_rerun_resumes_and_other_settings_are_refused(mini_run, capsys):
-    out, _printed, _calls = mini_run
+    family, out, _printed, _calls = mini_run
     before = (out / "preds_q_single.jsonl").read_text()
-    mini_main([str(out), "--tiny", "--videos", str(VIDEOS), "--modes", "single"])
+    mini_main([str(out), "--tiny", family, "--videos", str(VIDEOS), "--modes", "single"])
     printed = capsys.readouterr().out
     assert f"{5 * VIDEOS + 4} already in" in printed and "0 to judge" in printed
     assert (out / "preds_q_single.jsonl").read_text() == before
     with pytest.raises(SystemExit, match="use a new OUT_DIR"):
-        mini_main([str(out), "--tiny", "--videos", str(VIDEOS + 1)])
+        mini_main([str(out), "--tiny", family, "--videos", str(VIDEOS + 1)])
+    with pytest.raises(SystemExit, match="use a new OUT_DIR"):
+        mini_main([str(out), "--tiny", "v1" if family == "vl3" else "vl3", "--videos", str(VIDEOS)])
 
 
 def test_null_mask_is_fed_as_zero_mask(mini_run, tiny_videorefer):
-    """Official behaviour: a null segmentation at frame_idx becomes an all-zero mask (zero pooled feature)."""
-    out, _printed, _calls = mini_run
+    """VideoRefer-7B's official behaviour: a null segmentation at frame_idx becomes an all-zero mask (zero pooled
+    feature). (VL3's official evaluation has no such case: it decodes the segmentation at frame_idx unconditionally.)"""
+    family, out, _printed, _calls = mini_run
+    if family != "v1":
+        pytest.skip("VideoRefer-7B's official behaviour")
     item = json.loads((out / "VideoRefer-Bench-D.json").read_text())[0]
     video = str(out / item["video"])
     annotation = [{"2": {"segmentation": None}, "3": item["annotation"][0]["3"]}]

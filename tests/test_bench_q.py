@@ -136,3 +136,17 @@ def test_score_cli_merges_shards_and_ends_with_overall(tmp_path: Path) -> None:
     assert basic.split()[2:6] == ["2", "1", "50.0", "75.4"]  # n, right, ours, published single-frame
     assert "Reasoning Questions" in out and "89.4" in out
     assert score_files([str(tmp_path / "a.jsonl")]).splitlines()[-1] == "overall: 50.0"
+
+
+def test_each_family_is_asked_its_official_question() -> None:
+    from videorefer import VideoReferProcessor, VideoReferVL3Processor
+
+    item = _item()
+    # VL3, by hand from videorefer_videollama3/evaluation/infer_videorefer_q.py: Question (plain <region>: VL3's
+    # processor adds its own brackets) + ' ' + ' '.join(options) + the same instruction.
+    assert build_bench_q_prompt(item, VideoReferVL3Processor.bench_protocol) == (
+        "What is <object3><region> not wearing? (A) A helmet (B) A hat (C) Sunglasses (D) A watch. "
+        "Answer with the option's letter from the given choices directly."
+    )
+    assert build_bench_q_prompt(item, VideoReferProcessor.bench_protocol) == build_bench_q_prompt(item)
+    assert "[<region>]" in build_bench_q_prompt(item)

@@ -32,6 +32,17 @@ def answer(video, annotation, question, mode, num_frames):
     if n_calls == int(os.environ.get("FAKE_KILL_AT", "0")):
         os.kill(os.getpid(), signal.SIGKILL)
     return "(" + "ABCD"[n_calls % 4] + ") answer"
+
+
+def answer_vl3(video, annotation, question, mode, num_frames, fps=None):
+    with open(os.environ["FAKE_CALLS"], "a") as f:
+        f.write(json.dumps({"video": video, "frames": [sorted(o) for o in annotation], "question": question,
+                            "mode": mode, "num_frames": num_frames, "fps": fps}) + "\\n")
+    return "(A) answer"
+
+
+from videorefer.bench_protocol import VIDEOREFER_VL3_PROTOCOL  # an answer function for a VL3 model
+answer_vl3.protocol = VIDEOREFER_VL3_PROTOCOL
 '''
 
 
@@ -50,13 +61,13 @@ def _make_bench(root: Path, n: int) -> None:
     (root / "VideoRefer-Bench-Q.json").write_text(json.dumps(items))
 
 
-def _run(tmp_path: Path, output: Path, *extra: str, kill_at: int = 0, module: str = "bench.bench_q"
-         ) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, output: Path, *extra: str, kill_at: int = 0, module: str = "bench.bench_q",
+         answer_fn: str = "fake_model:answer") -> subprocess.CompletedProcess:
     (tmp_path / "fake_model.py").write_text(FAKE_MODEL)
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{tmp_path}", FAKE_CALLS=str(tmp_path / "calls.jsonl"),
                FAKE_KILL_AT=str(kill_at), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", module, "run", "--bench-dir", str(tmp_path / "bench"),
-           "--output", str(output), "--answer-fn", "fake_model:answer", *extra]
+           "--output", str(output), "--answer-fn", answer_fn, *extra]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -186,3 +197,29 @@ def test_bench_d_runner_uses_official_layout_prompt_and_resumes(tmp_path: Path) 
     assert calls[0]["question"] == ("Please give a detailed description of the highlighted object [<region>] "
                                     "in the video.")
     assert all(c["frames"] == [["2"]] and c["mode"] == "single" for c in calls)
+
+
+def test_a_vl3_answer_fn_gets_vl3_questions_and_frames(tmp_path: Path) -> None:
+    """An answer function whose `protocol` is VL3's is asked VL3's official Bench-Q / Bench-D questions at 1 / 4 fps
+    (at most 768 frames), as written in the official infer_videorefer_q.py / infer_videorefer_d.py."""
+    _make_bench(tmp_path / "bench", 1)
+    result = _run(tmp_path, tmp_path / "q.jsonl", answer_fn="fake_model:answer_vl3")
+    assert result.returncode == 0, result.stderr
+    assert "num_frames = 768 (official eval default of VideoRefer-VL3: 1 fps, at most 768 frames)" in result.stdout
+    call = _calls(tmp_path)[-1]
+    assert call["question"] == ("What does <object0><region> do? (A) run (B) sit. Answer with the option's letter "
+                                "from the given choices directly.")
+    assert (call["num_frames"], call["fps"], call["frames"]) == (768, 1.0, [["3"]])
+    assert read_jsonl(tmp_path / "q.jsonl")[0]["fps"] == 1.0
+    capped = _run(tmp_path, tmp_path / "q.jsonl", "--num-frames", "64", answer_fn="fake_model:answer_vl3")
+    assert capped.returncode != 0 and "num_frames=['768']" in capped.stderr  # no mixing in one file
+
+    items = [{"id": 0, "video": "DAVIS/JPEGImages/480p/vid0", "caption": "a cat", "frame_idx": "3",
+              "annotation": [{"3": {"segmentation": None}}]}]
+    (tmp_path / "bench" / "VideoRefer-Bench-D.json").write_text(json.dumps(items))
+    result = _run(tmp_path, tmp_path / "d.jsonl", "--num-frames", "64", module="bench.bench_d",
+                  answer_fn="fake_model:answer_vl3")
+    assert result.returncode == 0, result.stderr
+    call = _calls(tmp_path)[-1]
+    assert call["question"] == "Please describe in detail the marked object <region> in the video.\n<video>"
+    assert (call["num_frames"], call["fps"]) == (64, 4.0)  # --num-frames caps the official 4 fps sampling

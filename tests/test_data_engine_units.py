@@ -269,3 +269,34 @@ def test_shards_write_their_own_files_and_merge(tmp_path):
     assert files == ["analyze.shard0of2.jsonl", "analyze.shard1of2.jsonl"]
     records = StageStore(tmp_path / "out", "analyze").records()
     assert {k: r["objects"] for k, r in records.items()} == {f"v{i}": [f"dog {i}"] for i in range(5)}
+
+
+def test_region_captioner_accepts_a_vl3_checkpoint(tmp_path, monkeypatch):
+    """The Reviewer's captioner loads a VL3 checkpoint through the same call and asks VL3's own describe question
+    (official infer_videorefer_d.py) about the object's masks on several frames."""
+    from PIL import Image
+
+    from train.data_engine.captioner import VideoReferCaptioner
+    from videorefer import VideoRefer
+    from videorefer.testing.tiny_vl3 import build_tiny_vl3
+
+    frames = tmp_path / "video"
+    frames.mkdir()
+    for t in range(6):  # a bright square moving right on grey
+        image = np.full((56, 84, 3), 90, dtype=np.uint8)
+        image[16:40, 8 + 8 * t:32 + 8 * t] = 230
+        Image.fromarray(image).save(frames / f"{t:05d}.jpg")
+    square = lambda t: [[8 + 8 * t, 16, 32 + 8 * t, 16, 32 + 8 * t, 40, 8 + 8 * t, 40]]  # noqa: E731 polygon
+    annotation = {"1": {"segmentation": square(1)}, "4": {"segmentation": square(4)}}
+    asked: list[tuple[str, list[int]]] = []
+    original = VideoRefer.prepare
+
+    def spy(self, video, regions, question, *args, **kwargs):
+        asked.append((question, [sorted(obj) for obj in regions]))
+        return original(self, video, regions, question, *args, **kwargs)
+
+    monkeypatch.setattr(VideoRefer, "prepare", spy)
+    captioner = VideoReferCaptioner(str(build_tiny_vl3(tmp_path / "tiny-vl3")), device="cpu", max_new_tokens=4)
+    caption = captioner.describe(str(frames), annotation, 56, 84)
+    assert isinstance(caption, str)
+    assert asked == [("Please describe in detail the marked object <region> in the video.\n<video>", [[1, 4]])]

@@ -57,12 +57,12 @@ def test_find_refuses_bad_phrases_and_misses_clearly(backend, video):
 
 
 def test_an_image_is_a_one_frame_video(backend, tmp_path):
-    pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     state = service.open_video(backend, str(tmp_path / "photo.png"), LIMITS)
     assert state.frame_indices == [0] and state.info.total_frames == 1
     np.testing.assert_array_equal(state.frame(0), pixels)
-    assert service.frame_caption(state, 0) == "Image 40×30"
+    assert service.frame_caption(state, 0) == "Image 160×120"
     assert find_in_state(backend, state, 0, "the rabbit", None, False, LIMITS) >= 1
     answers = list(service.ask_in_session(backend, state, "What is <object0>?", "auto", LIMITS))
     assert answers and state.history[-1][0] == "What is <object0>?"

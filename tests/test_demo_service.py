@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from videorefer.api import DEFAULT_MODEL_ID
 from videorefer.demo import endpoints, service
 from videorefer.demo.backend import Settings, load_backend, parse_settings
 from videorefer.demo.limits import DemoError, Limits, check_question, check_video
@@ -86,7 +87,14 @@ def test_settings_from_flags_and_environment(monkeypatch):
     assert settings.limits.max_file_mb == 5 and not settings.tiny
     assert parse_settings(["--tiny", "--quantization", "8bit"]).quantization == "8bit"
     defaults = parse_settings([]) if monkeypatch.delenv("VIDEOREFER_MODEL") is None else None
-    assert defaults.model == "DAMO-NLP-SG/VideoRefer-7B" and defaults.sam2 == "facebook/sam2.1-hiera-large"
+    assert defaults.model == DEFAULT_MODEL_ID == "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B"  # the best published one
+    assert defaults.sam2 == "facebook/sam2.1-hiera-large" and defaults.tiny_family is None
+    assert [parse_settings(flags).tiny_family for flags in (["--tiny"], ["--tiny", "v1"], ["--tiny", "VL3"])] == [
+        "vl3", "v1", "vl3"]  # plain --tiny: the default checkpoint's family
+    monkeypatch.setenv("VIDEOREFER_TINY", "v1")
+    assert parse_settings([]).tiny_family == "v1"
+    with pytest.raises(SystemExit):
+        parse_settings(["--tiny", "v2"])
     with pytest.raises(SystemExit):
         parse_settings(["--quantization", "3bit"])
 
@@ -112,7 +120,7 @@ def test_colour_tags_escapes_html_and_colours_objects():
 # ----------------------------------------------------------------------------------------------------- session
 def test_session_click_box_brush_track_remove(backend):
     state = service.open_video(backend, BUNNY, LIMITS)
-    assert set(service.sample_frame_indices(132, backend.num_frames)) <= set(state.frame_indices)
+    assert set(backend.model_frames(state.info)[0]) <= set(state.frame_indices)
     assert state.session.frames.shape[1:] == (720, 1280, 3)
     pos = state.frame_indices.index(min(state.frame_indices, key=lambda f: abs(f - 60)))
     assert service.click(state, pos, 470, 380, "positive", LIMITS) is None
@@ -178,7 +186,7 @@ def test_multi_frame_mode_uses_the_model_frames_of_tracked_objects(backend):
     service.click(state, 3, 470, 380, "positive", LIMITS)
     assert list(service.state_regions(backend, state, "auto")[0]) == [state.frame_indices[3]]
     service.track(backend, state)
-    model_frames = service.sample_frame_indices(132, backend.num_frames)
+    model_frames = backend.model_frames(state.info)[0]
     multi = service.state_regions(backend, state, "auto")[0]
     assert sorted(multi) == sorted(set(model_frames))
     assert list(service.state_regions(backend, state, "single")[0]) == [state.frame_indices[3]]
@@ -207,7 +215,9 @@ def test_endpoint_functions(backend, videos):
     doc = {"objects": [{"name": "square", "masks": {"3": seg["mask"]}}], "height": 48, "width": 64}
     tracked = endpoints.track(backend, videos["small"], json.dumps(doc), LIMITS)
     objects, names = objects_from_json(tracked)
-    assert names == ["square"] and 3 in objects[0] and len(objects[0]) == 12  # every frame of a 12-frame video
+    info = check_video(videos["small"], LIMITS)
+    decoded = service.decoded_frame_indices(12, LIMITS.scrub_frames, backend.model_frames(info)[0])
+    assert names == ["square"] and 3 in objects[0] and sorted(objects[0]) == sorted({3, *decoded})  # grid, model's frames, prompt
     assert endpoints.describe(backend, videos["small"], tracked, "auto", LIMITS)
     two = {"objects": doc["objects"] * 2}
     assert endpoints.last(endpoints.ask_stream_api(

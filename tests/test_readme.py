@@ -20,12 +20,13 @@ def test_ci_runs_the_readme_test_command():
     assert commands[0].strip() in ci
 
 
-def test_the_python_api_example_runs(tiny_checkpoint, tmp_path, monkeypatch):
+def test_the_python_api_example_runs(family_checkpoint, tmp_path, monkeypatch):
+    """The example, with each family's tiny model in place of the published one."""
     from videorefer.testing.tiny_sam2 import build_tiny_sam2
 
     sam2 = build_tiny_sam2(tmp_path / "sam2")
     example = next(block for block in code_blocks("python") if "VideoRefer.from_pretrained" in block)
-    example = example.replace('"DAMO-NLP-SG/VideoRefer-7B"', repr(str(tiny_checkpoint)))
+    example = example.replace('"DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B"', repr(str(family_checkpoint)))
     example = example.replace('"facebook/sam2.1-hiera-large"', repr(str(sam2)))
     # Random tiny models rarely stop by themselves: keep their answers short.
     example = re.sub(r'(vr = VideoRefer\.from_pretrained\(.*\))', r'\1; vr.generation_defaults["max_new_tokens"] = 4', example)

@@ -229,6 +229,11 @@ def test_region_question_writes_the_official_format():
     laid_out = region_question(question, [1, 2])
     assert "<video>\n" + laid_out == IO["question"]
     assert region_question(IO["question"], [1, 2]) == IO["question"]  # already laid out: unchanged
+    # Bench-Q items number objects from any N ("<object3><region>" about their only object): names, not indices.
+    bench_q = "What is <object3><region> not wearing? (A) A helmet (B) A hat."
+    assert region_question(bench_q, [1]) == bench_q
+    with pytest.raises(ValueError, match="<object3>"):  # a question without placeholders still names real objects
+        region_question("What is <object3> wearing?", [1])
 
 
 def test_video_goes_where_the_question_puts_it(processor, case):

@@ -4,6 +4,7 @@
     vr = VideoRefer.from_pretrained("DAMO-NLP-SG/VideoRefer-7B", quantization="4bit")
     vr.describe("video.mp4", {0: mask})                       # one object: frame index -> (H, W) mask
     vr.ask("video.mp4", [obj_a, obj_b], "What is <object0> doing to <object1>?")
+    vr.ask_image("photo.jpg", [mask], "What is <object0>?")  # a still image: one mask per object
 
 The checkpoint's `model_type` picks the family (`videorefer.families`); everything here goes through the family
 contract (the processor's `load_video`, `__call__`, `text_inputs`, `collate`, `decode`, `visual_keys`; the model's
@@ -14,11 +15,8 @@ key/value cache of the shared prompt prefix (`PrefixCache`), so only the new tok
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
-from collections import OrderedDict
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -26,7 +24,7 @@ import torch
 from transformers import BitsAndBytesConfig, TextIteratorStreamer
 
 from . import models  # noqa: F401  (registers every family)
-from .compat import cache as compat_cache
+from .caches import PrefixCache, VisualCache, objects_key, source_key
 from .families import family_for_checkpoint
 from .prompts import DESCRIBE_PROMPT
 from .region_inputs import RegionInputs
@@ -35,7 +33,7 @@ from .video_io import Video, VideoSource
 
 __all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID"]
 
-DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-7B"
+DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B"  # the best published checkpoint (VideoRefer-VL3 family)
 QUANTIZATIONS = (None, "none", "8bit", "4bit")
 
 
@@ -103,110 +101,24 @@ def load_model_and_processor(
     return model, processor
 
 
-class VisualCache:
-    """A small LRU of decoded videos and visual tokens, keyed by video source and masks."""
-
-    def __init__(self, size: int = 4):
-        self.size = size
-        self._items: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()  # the demo serves several visitors from threads
-
-    def get(self, key: str) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+def _is_still_image(video: Any) -> bool:
+    """An (H, W, 3) array: a still image (a video array is (T, H, W, 3))."""
+    return isinstance(video, np.ndarray) and video.ndim == 3
 
 
-class PrefixCache:
-    """The language model's key/value cache of the last conversation, reused by a follow-up question.
+def _image_pixels(image: Any) -> np.ndarray:
+    """A path, PIL image or array as uint8 (H, W, 3) pixels (a photo's EXIF orientation applied)."""
+    from PIL import Image, ImageOps
 
-    A follow-up prompt repeats the previous prompt and answer (same video tokens, same object tokens, same text) and
-    adds a new question: only the new tokens need the language model. Prefixes are compared on the spliced input
-    embeddings, so any change of video, objects or text before a position invalidates the cache from there on.
-    """
-
-    def __init__(self) -> None:
-        self.embeds: torch.Tensor | None = None  # (L, d): the prompt and the answer of the last call
-        self.cache: Any = None
-        self.lock = threading.Lock()
-        self.reused_tokens = 0  # positions the last `take` served from the cache
-
-    def clear(self) -> None:
-        with self.lock:
-            self.cache = self.embeds = None
-
-    def take(self, embeds: torch.Tensor, room: int) -> Any:
-        """The cache cropped to the longest prefix shared with `embeds` `(1, L, d)`, or None. Leaves it empty."""
-        with self.lock:
-            cache, previous = self.cache, self.embeds
-            self.cache = self.embeds = None
-            self.reused_tokens = 0
-        if cache is None or embeds.shape[0] != 1:
-            return None
-        cached = int(cache.get_seq_length())
-        n = min(cached, previous.shape[0], embeds.shape[1] - 1)  # at least one new position yields the next logits
-        shared = int((previous[:n] == embeds[0, :n]).all(-1).long().cumprod(0).sum()) if n > 0 else 0
-        max_len = compat_cache.max_length(cache)  # -1: grows without bound
-        if shared == 0 or (max_len > 0 and embeds.shape[1] + room > max_len):
-            return None
-        compat_cache.keep_first(cache, shared)
-        self.reused_tokens = shared
-        return cache
-
-    def store(self, embeds: torch.Tensor, answer_embeds: torch.Tensor, cache: Any) -> None:
-        with self.lock:
-            self.embeds = torch.cat([embeds[0], answer_embeds])
-            self.cache = cache
-
-    def snapshot(self) -> tuple[torch.Tensor | None, Any]:
-        """A copy of the stored conversation (embeddings and key/value cache), for `restore`."""
-        import copy
-
-        with self.lock:
-            return self.embeds, copy.deepcopy(self.cache)
-
-    def restore(self, snapshot: tuple[torch.Tensor | None, Any]) -> None:
-        """Put back what `snapshot` took (a copy of it: the snapshot can be restored again)."""
-        import copy
-
-        with self.lock:
-            self.embeds, self.cache = snapshot[0], copy.deepcopy(snapshot[1])
-
-
-def _source_key(video: VideoSource | Video) -> str | None:
-    """A key for a video that stays the same across calls, or None when it cannot be had cheaply."""
-    if isinstance(video, Video):
-        return video.key
-    if isinstance(video, (str, os.PathLike)) and os.path.exists(video):
-        stat = os.stat(video)
-        return f"{os.path.abspath(video)}:{stat.st_mtime_ns}:{stat.st_size}"
-    if isinstance(video, np.ndarray):
-        return "array:" + hashlib.blake2b(np.ascontiguousarray(video).data, digest_size=16).hexdigest()
-    return None
-
-
-def _objects_key(objects: Sequence[ObjectMasks]) -> str:
-    """A digest of the objects' masks; a mask given as COCO RLE or polygons is digested in that form."""
-    digest = hashlib.blake2b(digest_size=16)
-    for k, obj in enumerate(objects):
-        for frame in sorted(obj):
-            value = obj[frame]
-            if isinstance(value, (Mapping, list, tuple)):
-                digest.update(f"{k}:{frame}:coco:{json.dumps(value, sort_keys=True, default=str)}".encode())
-                continue
-            mask = np.ascontiguousarray(np.asarray(value, dtype=bool))
-            digest.update(f"{k}:{frame}:{mask.shape}".encode())
-            digest.update(np.packbits(mask).tobytes())
-    return digest.hexdigest()
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as opened:
+            return np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    pixels = np.asarray(image)
+    if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"an image must be (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
+    return pixels
 
 
 class VideoRefer:
@@ -277,20 +189,22 @@ class VideoRefer:
         """
         text, history = self.processor.region_conversation(question, history, regions)
         frames = {"num_frames": num_frames} if num_frames else {}
-        source_key = _source_key(video)
+        video_source = source_key(video)
         frame_count = num_frames or getattr(self.processor, "num_frames", None)
-        visual_key = f"visual:{source_key}:{frame_count}:{_objects_key(regions)}" if source_key else None
+        visual_key = f"visual:{video_source}:{frame_count}:{objects_key(regions)}" if video_source else None
         cached = self.cache.get(visual_key) if visual_key else None
         if cached is not None:  # a follow-up: neither frames nor masks are processed again
             visual, layout = cached
             inputs = self.processor.text_inputs(text, history, layout)
         else:
             frames_needed = sorted({int(f) for obj in regions for f in obj})
-            video_key = f"video:{source_key}:{frame_count}:{frames_needed}"
-            decoded = self.cache.get(video_key) if source_key else None
+            video_key = f"video:{video_source}:{frame_count}:{frames_needed}"
+            decoded = self.cache.get(video_key) if video_source else None
+            if decoded is None and _is_still_image(video):
+                decoded = video  # only a family that answers images natively gets one (see `ask_image_stream`)
             if decoded is None:
                 decoded = self.processor.load_video(video, frames_needed, **frames)
-                if source_key is not None:
+                if video_source is not None:
                     self.cache.put(video_key, decoded)
             inputs = self.processor(decoded, text, regions, history=history, allow_empty_masks=allow_empty_masks)
             visual = self.encode(inputs)
@@ -400,6 +314,31 @@ class VideoRefer:
         worker.join()
         if failure:
             raise failure[0]
+
+    def ask_image_stream(
+        self,
+        image: Any,
+        masks: Sequence[Any],
+        question: str,
+        history: Sequence[tuple[str, str]] | None = None,
+        stop_event: threading.Event | None = None,
+        **generation: Any,
+    ) -> Iterator[str]:
+        """`ask_stream` about a still image (a path, PIL image or (H, W, 3) uint8 array) with one (H, W) mask per
+        object (`<object0>`, ...). A family that answers images natively (its processor's `answers_images`, e.g.
+        VideoRefer-VL3) takes the image as one; the others get it as a one-frame video (VideoRefer-7B, as its
+        official code does)."""
+        pixels = _image_pixels(image)
+        regions = [{0: mask} for mask in masks]
+        source = pixels if getattr(self.processor, "answers_images", False) else pixels[None]
+        yield from self.ask_stream(source, regions, question, history, stop_event=stop_event, **generation)
+
+    def ask_image(self, image: Any, masks: Sequence[Any], question: str, **kwargs: Any) -> str:
+        """The answer of `ask_image_stream`."""
+        answer = ""
+        for answer in self.ask_image_stream(image, masks, question, **kwargs):
+            pass
+        return answer
 
     @torch.inference_mode()
     def generate(self, prepared: Mapping[str, Any], **generation: Any) -> torch.Tensor:

@@ -7,6 +7,7 @@ PyAV is the fallback. A video can also be a folder of frame images, a uint8 arra
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,17 @@ __all__ = [
     "sample_file_frames_by_fps",
     "load_video_by_fps",
 ]
+
+logger = logging.getLogger(__name__)
+_FALLBACK_LOGGED: set[str] = set()
+
+
+def _log_fallback_once(kind: str, reason: str) -> None:
+    """Say once per process (per kind of cause) why PyAV decodes instead of decord."""
+    if kind not in _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.add(kind)
+        logger.info("decoding videos with PyAV instead of decord: %s", reason)
+
 
 # decord's own decoding threads (0: one per core).
 DECORD_THREADS = int(os.environ.get("VIDEOREFER_DECORD_THREADS", "0"))
@@ -232,7 +244,8 @@ class _Reader:
         if self._decord is not None:
             try:
                 return self._decord.get_batch(list(indices)).asnumpy()
-            except Exception:  # a stream decord cannot convert (e.g. some RGB codecs): PyAV decodes everything
+            except Exception as error:  # a stream decord cannot convert (e.g. some RGB codecs): PyAV decodes all
+                _log_fallback_once(type(error).__name__, f"decord failed ({type(error).__name__}: {str(error)[:200]})")
                 self._decord = None
         return decode_with_pyav(self._path, list(indices))
 
@@ -245,7 +258,7 @@ def _open_file(path: str) -> tuple[Any, int, float | None]:
         reader = decord.VideoReader(path, num_threads=DECORD_THREADS)
         return reader, len(reader), float(reader.get_avg_fps())
     except ImportError:
-        pass
+        _log_fallback_once("ImportError", "decord is not installed")
     except Exception as error:  # decord raises its own error types
         raise ValueError(f"cannot decode video {path}: {error}") from error
     import av

@@ -1,7 +1,10 @@
 """The Reviewer's region captioner: describes the object inside a mask (default: our own VideoRefer model).
 
 The paper used Osprey on single frames; we use `videorefer.VideoRefer.describe` with the object's masks on the
-sampled frames (multi-frame mode), so the description sees the same frames the annotation was made from.
+sampled frames (multi-frame mode), so the description sees the same frames the annotation was made from. Any
+checkpoint of either family works (VideoRefer-7B, VideoRefer-VideoLLaMA3-7B / -2B, a folder): it is loaded through
+`VideoRefer.from_pretrained`, whose config picks the family, and asked the family's own captioning question
+(`VideoRefer.describe_prompt`) on the family's own frames.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ class RegionCaptioner(Protocol):
 
 
 class VideoReferCaptioner:
-    """`VideoRefer.describe` on one object given as an official per-object annotation dict."""
+    """`VideoRefer.describe` (the family's describe prompt) on one object given as an official per-object annotation
+    dict; `model_id`: a checkpoint of either family."""
 
     def __init__(self, model_id: str, device: str | None = None, quantization: str | None = None,
                  max_new_tokens: int = 256, model: Any = None):

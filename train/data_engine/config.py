@@ -79,7 +79,8 @@ class SegmentorConfig:
 
 @dataclass
 class ReviewerConfig:
-    """A region captioner (a VideoRefer checkpoint) describes each mask; an LLM judges whether it matches."""
+    """A region captioner (a VideoRefer checkpoint of either family, e.g. DAMO-NLP-SG/VideoRefer-VideoLLaMA3-2B)
+    describes each mask; an LLM judges whether it matches."""
 
     llm: BackendConfig
     captioner: str = "DAMO-NLP-SG/VideoRefer-7B"

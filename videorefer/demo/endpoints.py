@@ -12,13 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from videorefer.prompts import DESCRIBE_PROMPT
 from videorefer.regions import mask_to_rle, objects_from_json, objects_to_json
-from videorefer.video_io import sample_frame_indices
+from videorefer.video_io import Video
 
 from .backend import Backend
-from .image_mode import read_frames  # images too (one-frame videos)
-from .limits import DemoError, Limits, VideoInfo, check_question, check_video
+from .decode import VideoFile, as_model_video
+from .limits import DemoError, Limits, VideoInfo, check_question
 from .service import ask_stream, decoded_frame_indices, model_errors, regions_for_model
 
 
@@ -74,7 +73,12 @@ def segment(
 ) -> dict:
     """Mask of one object on one frame from clicks (`points` [[x, y], ...], `labels` 1/0) and/or a `box`
     [x0, y0, x1, y1] in video pixels. Returns `{"frame_index", "mask": RLE, "area"}`."""
-    info = check_video(video, limits)
+    with VideoFile(video, limits) as file:
+        return _segment(backend, file, frame_index, points, labels, box)
+
+
+def _segment(backend: Backend, file: VideoFile, frame_index: Any, points: Any, labels: Any, box: Any) -> dict:
+    info = file.info
     try:
         frame_index = int(frame_index)
     except (TypeError, ValueError):
@@ -99,7 +103,7 @@ def segment(
         if isinstance(error, DemoError):
             raise
         raise DemoError(f"Bad points, labels or box: {error}") from None
-    frame = read_frames(info.path, [frame_index])[0]
+    frame = file.decode([frame_index])[0]
     with model_errors("SAM 2"):
         try:
             mask = backend.segmenter.segment_image(frame, {0: prompt})[0]
@@ -117,12 +121,14 @@ def _inside(points: np.ndarray, info: VideoInfo) -> None:
 def track(backend: Backend, video: str | None, regions: Any, limits: Limits) -> dict:
     """Track each object of `regions` (its masks are the prompts) through the video's decoded frames (an even grid
     plus the model's frames plus the prompted frames). Returns a regions document with a mask on every such frame."""
-    info = check_video(video, limits)
-    objects, names = read_regions(regions, info, limits)
-    prompted = {f for obj in objects for f in obj}
-    indices = sorted(set(decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)) | prompted)
+    with VideoFile(video, limits) as file:
+        info = file.info
+        objects, names = read_regions(regions, info, limits)
+        prompted = {f for obj in objects for f in obj}
+        grid = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0])
+        indices = sorted(set(grid) | prompted)
+        frames = file.decode(indices)
     position = {raw: pos for pos, raw in enumerate(indices)}
-    frames = read_frames(info.path, indices)
     with model_errors("SAM 2"):
         session = backend.segmenter.init_state(np.ascontiguousarray(frames))
         for k, obj in enumerate(objects):
@@ -133,18 +139,29 @@ def track(backend: Backend, video: str | None, regions: Any, limits: Limits) -> 
     return objects_to_json(out, names)
 
 
+def _open_for_model(
+    backend: Backend, video: str | None, regions: Any, limits: Limits
+) -> tuple[VideoInfo, list[dict[int, np.ndarray]], Video]:
+    """Open the video once, read the regions against it and decode the model's frames plus the masks' frames."""
+    with VideoFile(video, limits) as file:
+        info = file.info
+        objects, _ = read_regions(regions, info, limits)
+        sampling = backend.model_frames(info)  # the loaded family's own frames
+        indices = sorted(set(sampling[0]) | {f for obj in objects for f in obj})
+        frames = file.decode(indices)
+    return info, objects, as_model_video(info, indices, frames, sampling)
+
+
 def ask_stream_api(
     backend: Backend, video: str | None, regions: Any, question: str, history: Any, mode: str, limits: Limits
 ) -> Iterator[str]:
     """Stream the answer to `question` about the objects of `regions` (named `<object0>`, ... in the question)."""
-    info = check_video(video, limits)
-    objects, _ = read_regions(regions, info, limits)
+    info, objects, decoded = _open_for_model(backend, video, regions, limits)
     question = check_question(question, len(objects), limits)
     turns = _history(history)
-    model_frames = sample_frame_indices(info.total_frames, backend.num_frames)
-    chosen = regions_for_model(objects, mode or "auto", model_frames)
+    chosen = regions_for_model(objects, mode or "auto", backend.model_frames(info)[0])
     answer = ""
-    for answer in ask_stream(backend, info.path, chosen, question, turns):
+    for answer in ask_stream(backend, decoded, chosen, question, turns):
         yield answer
     if not answer:
         yield answer
@@ -152,14 +169,12 @@ def ask_stream_api(
 
 def describe(backend: Backend, video: str | None, regions: Any, mode: str, limits: Limits) -> str:
     """A detailed description of the one object in `regions`."""
-    info = check_video(video, limits)
-    objects, _ = read_regions(regions, info, limits)
+    info, objects, decoded = _open_for_model(backend, video, regions, limits)
     if len(objects) != 1:
         raise DemoError(f"/describe takes exactly one object, got {len(objects)}; use /ask for several.")
-    model_frames = sample_frame_indices(info.total_frames, backend.num_frames)
-    chosen = regions_for_model(objects, mode or "auto", model_frames)
+    chosen = regions_for_model(objects, mode or "auto", backend.model_frames(info)[0])
     answer = ""
-    for answer in ask_stream(backend, info.path, chosen, DESCRIBE_PROMPT):
+    for answer in ask_stream(backend, decoded, chosen, backend.model.describe_prompt):
         pass
     return answer
 

@@ -16,8 +16,8 @@ from videorefer.regions import objects_to_json
 from videorefer.segmentation import MAX_PHRASE_CHARS, check_phrase
 
 from .backend import Backend
-from .image_mode import read_frames
-from .limits import DemoError, Limits, check_video
+from .decode import VideoFile
+from .limits import DemoError, Limits
 from .service import decoded_frame_indices, model_errors, new_object, track
 from .state import DemoState, FramePrompt
 
@@ -88,21 +88,23 @@ def find_api(backend: Backend, video: str | None, frame_index: Any, phrase: Any,
     """The objects matching `phrase` on frame `frame_index` of `video` (or of an image: frame 0), tracked through the
     video's decoded frames when `track_them`. Returns a saved-regions document (usable as `regions` by `/track`,
     `/describe` and `/ask`) with, per object, its `box`, detector `score` and mask `area` on that frame."""
-    info = check_video(video, limits)
-    try:
-        frame_index = int(frame_index)
-    except (TypeError, ValueError):
-        raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
-    if not 0 <= frame_index < info.total_frames:
-        raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
-    phrase = _phrase(phrase)
-    finder = _finder(backend)
-    threshold = _threshold(threshold, finder.threshold)
-    indices = [frame_index]
-    if track_them:
-        indices = sorted(set(decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames))
-                         | {frame_index})
-    frames = np.ascontiguousarray(read_frames(info.path, indices))
+    with VideoFile(video, limits) as file:  # one open, one decoding pass (an image: a one-frame video)
+        info = file.info
+        try:
+            frame_index = int(frame_index)
+        except (TypeError, ValueError):
+            raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
+        if not 0 <= frame_index < info.total_frames:
+            raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
+        phrase = _phrase(phrase)
+        finder = _finder(backend)
+        threshold = _threshold(threshold, finder.threshold)
+        indices = [frame_index]
+        if track_them:
+            sampled, _ = backend.model_frames(info)  # the loaded family's own frames
+            grid = decoded_frame_indices(info.total_frames, limits.scrub_frames, sampled)
+            indices = sorted(set(grid) | {frame_index})
+        frames = np.ascontiguousarray(file.decode(indices))
     key = indices.index(frame_index)
     with model_errors("Find"):
         if track_them:

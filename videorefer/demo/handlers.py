@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from videorefer.prompts import describe_question
-
-from . import endpoints, service
+from . import endpoints, playback, service
+from .backend import Backend
 from .find import find_api, find_in_state
 from .image_mode import is_image
-from .backend import Backend, gpu
 from .limits import DemoError
 from .overlay import colour_tags, display_size, legend_html
+from .sessions import Sessions
 from .state import DemoState
+from .durations import (
+    _answer_seconds,
+    _api_find_seconds,
+    _api_segment_seconds,
+    _api_track_seconds,
+    _find_seconds,
+    _prompt_seconds,
+    _track_seconds,
+)
+from .zerogpu import gpu, on_zero_gpu, shared_by_reference
+
+logger = logging.getLogger(__name__)
 
 MAX_SIDE = 960  # longest side of the frame shown in the page
 CLICK_LABELS = {"Positive click": "positive", "Negative click": "negative", "Box (click 2 corners)": "box"}
@@ -39,7 +51,8 @@ def user_errors(fn: Callable) -> Callable:
             return error
         if isinstance(error, DemoError):
             return gr.Error(str(error))
-        return gr.Error(f"Something went wrong: {type(error).__name__}: {str(error)[:200]}")
+        logger.exception("unexpected error in %s", fn.__name__)  # the traceback goes to the server log
+        return gr.Error(f"Something went wrong ({type(error).__name__}); the server log has the details.")
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -61,6 +74,14 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _handback(state: DemoState) -> DemoState:
+    """The state a GPU call returns. On ZeroGPU it travels back from the worker: its SAM 2 features (CUDA tensors of
+    the worker's lent GPU) stay behind, recomputed on the next call that needs them."""
+    if on_zero_gpu():
+        state.session._store.clear()
+    return state
+
+
 def _need(state: DemoState | None) -> DemoState:
     if state is None:
         raise DemoError("Please upload a video first (or pick the example below it).")
@@ -68,11 +89,18 @@ def _need(state: DemoState | None) -> DemoState:
 
 
 class DemoHandlers:
-    """Event handlers bound to the loaded models."""
+    """Event handlers bound to the loaded models.
+
+    Methods decorated with `gpu` may run in ZeroGPU's forked worker: they return the state they changed, and the
+    caller carries on with that (on a plain GPU or CPU it is the same object). `user_errors` sits inside `gpu`, so
+    that a `DemoError` crosses back from the worker as the `gr.Error` ZeroGPU passes on, message intact."""
 
     def __init__(self, backend: Backend):
         self.backend = backend
         self.limits = backend.settings.limits
+        self.sessions = Sessions(backend)
+        # ZeroGPU pickles a GPU call's arguments (self, the state): the models and these handlers go by name
+        shared_by_reference(backend.model, backend.segmenter, self)
 
     # ------------------------------------------------------------------------------------------ page refresh
     def _panel(self, state: DemoState | None, pos: int = 0) -> tuple:
@@ -97,11 +125,14 @@ class DemoHandlers:
 
     # ------------------------------------------------------------------------------------------------ video
     @user_errors
-    def load(self, path: str | None, _state: DemoState | None):
+    def load(self, path: str | None, previous: DemoState | None, request: gr.Request = None):
         """A new video (upload or example): decode it once; the chat and objects start over."""
         if not path:
+            self.sessions.release(previous)
             return (None, gr.update(maximum=1, value=0, interactive=False), None, [], *self._panel(None))
-        state = service.open_video(self.backend, path, self.limits)
+        state = service.open_video(self.backend, path, self.limits)  # a bad video keeps the previous one
+        self.sessions.release(previous)
+        self.sessions.register(request, state)
         n = len(state.frame_indices)
         info = state.info
         saved = f" It has {len(state.saved_objects)} saved objects: press 'Use saved objects'." if state.saved_objects else ""
@@ -132,14 +163,16 @@ class DemoHandlers:
         frame = state.frame(state.clamp(pos))
         h, w = display_size(*frame.shape[:2], MAX_SIDE)
         x_raw, y_raw = x * frame.shape[1] / w, y * frame.shape[0] / h
-        warning = self._segment_click(state, pos, x_raw, y_raw, CLICK_LABELS.get(mode_label, "positive"))
+        state, warning = self._segment_click(state, pos, x_raw, y_raw, CLICK_LABELS.get(mode_label, "positive"))
         if warning:
             gr.Warning(warning)
         return state, *self._panel(state, pos)
 
-    @gpu
-    def _segment_click(self, state: DemoState, pos: float, x: float, y: float, mode: str) -> str | None:
-        return service.click(state, state.clamp(pos), x, y, mode, self.limits)
+    @gpu(duration=_prompt_seconds)
+    @user_errors
+    def _segment_click(self, state: DemoState, pos: float, x: float, y: float, mode: str):
+        warning = service.click(state, state.clamp(pos), x, y, mode, self.limits)
+        return _handback(state), warning
 
     @user_errors
     def on_brush(self, editor: dict | None, pos: float, refine: bool, state: DemoState | None):
@@ -152,27 +185,31 @@ class DemoHandlers:
         alpha = np.any([p[..., 3] > 0 if p.ndim == 3 and p.shape[-1] == 4 else p.any(-1) for p in painted], axis=0)
         mask = np.asarray(Image.fromarray(alpha.astype(np.uint8) * 255).resize(
             (state.session.width, state.session.height), Image.NEAREST)) > 127
-        warning = self._segment_brush(state, pos, mask, refine)
+        state, warning = self._segment_brush(state, pos, mask, refine)
         if warning:
             gr.Warning(warning)
         return state, *self._panel(state, pos)
 
-    @gpu
-    def _segment_brush(self, state: DemoState, pos: float, mask: np.ndarray, refine: bool) -> str | None:
-        return service.brush(state, state.clamp(pos), mask, refine, self.limits)
+    @gpu(duration=_prompt_seconds)
+    @user_errors
+    def _segment_brush(self, state: DemoState, pos: float, mask: np.ndarray, refine: bool):
+        warning = service.brush(state, state.clamp(pos), mask, refine, self.limits)
+        return _handback(state), warning
 
     @user_errors
     def add_saved_objects(self, state: DemoState | None):
         """An example's saved objects, pointed at on the frame they were saved on (the slider moves there)."""
         state = _need(state)
-        count = self._add_saved(state)
+        state, count = self._add_saved(state)
         gr.Info(f"Pointed at {count} saved object{'s' if count != 1 else ''}.")
         pos = state.objects[state.active].last_prompt_pos or 0
         return state, gr.update(value=pos), self._editor(state, pos), *self._panel(state, pos)
 
-    @gpu
-    def _add_saved(self, state: DemoState) -> int:
-        return service.add_saved_objects(state, self.limits)
+    @gpu(duration=_prompt_seconds)
+    @user_errors
+    def _add_saved(self, state: DemoState):
+        count = service.add_saved_objects(state, self.limits)
+        return _handback(state), count
 
     @user_errors
     def add_object(self, pos: float, state: DemoState | None):
@@ -189,38 +226,69 @@ class DemoHandlers:
 
     @user_errors
     def rename(self, name: str, pos: float, state: DemoState | None):
+        """Rename the selected object (its tag stays; the chat shows the new name next to it)."""
         state = _need(state)
         service.rename_object(state, name)
-        return state, *self._panel(state, pos)
+        return state, *self._panel(state, pos), self._messages(state)
 
     @user_errors
     def remove(self, pos: float, state: DemoState | None):
+        """Remove the selected object; later objects are renumbered, in the chat too."""
         state = _need(state)
         service.remove_object(state)
-        return state, *self._panel(state, pos)
+        return state, *self._panel(state, pos), self._messages(state)
 
     @user_errors
     def clear_clicks(self, pos: float, state: DemoState | None):
         state = _need(state)
-        self._clear(state, pos)
+        state = self._clear(state, pos)
         return state, *self._panel(state, pos)
 
-    @gpu
-    def _clear(self, state: DemoState, pos: float) -> None:
+    @gpu(duration=_prompt_seconds)
+    @user_errors
+    def _clear(self, state: DemoState, pos: float) -> DemoState:
         service.clear_frame(state, state.clamp(pos))
+        return _handback(state)
 
     @user_errors
     def track(self, pos: float, state: DemoState | None, progress=gr.Progress()):
-        """Track every object through the sampled frames, with a progress bar."""
+        """Track every object through the sampled frames (progress bar), then show the tracked masks as a video and
+        offer it and the regions for download."""
         state = _need(state)
         progress(0, desc="Tracking")
-        self._track(state, lambda done, total: progress((done, total), desc="Tracking", unit="steps"))
-        gr.Info(f"Tracked {len(state.objects)} object(s) over {len(state.frame_indices)} frames: move the slider.")
-        return state, *self._panel(state, pos)
+        state = self._track(state, progress)
+        gr.Info(f"Tracked {len(state.objects)} object(s) over {len(state.frame_indices)} frames: move the slider "
+                "or play the tracked video.")
+        return state, *self._panel(state, pos), *self._downloads(state)
 
-    @gpu
-    def _track(self, state: DemoState, report: Callable[[int, int], None]) -> None:
-        service.track(self.backend, state, report)
+    @gpu(duration=_track_seconds)
+    @user_errors
+    def _track(self, state: DemoState, progress: Any) -> DemoState:
+        service.track(self.backend, state, lambda done, total: progress((done, total), desc="Tracking", unit="steps"))
+        return _handback(state)
+
+    def _downloads(self, state: DemoState) -> tuple:
+        """(tracked video, its download, regions download) once the objects are tracked (CPU work)."""
+        video = str(playback.write_tracked_video(state))
+        return video, video, str(playback.write_regions(state))
+
+    @user_errors
+    def save_regions(self, state: DemoState | None):
+        """The objects as a saved-regions file to download."""
+        return str(playback.write_regions(_need(state)))
+
+    @user_errors
+    def restore_regions(self, path: str | None, pos: float, state: DemoState | None):
+        """Objects from an uploaded saved-regions file (refused when it was saved on another video)."""
+        if not path:
+            return state, *self._panel(state, pos), gr.update(), gr.update()
+        state = _need(state)
+        objects, names = playback.read_regions_file(path, state, self.limits)
+        skipped = playback.restore_objects(state, objects, names, self.limits)
+        note = f" ({skipped} masks on frames not sampled here were left out)" if skipped else ""
+        gr.Info(f"Restored {len(state.objects)} object(s) from the regions file{note}.")
+        video = str(playback.write_tracked_video(state))
+        return state, *self._panel(state, pos), video, video
 
     # ------------------------------------------------------------------------------------------ find by name
     @user_errors
@@ -229,34 +297,35 @@ class DemoHandlers:
         """Add the objects matching the typed phrase on this frame (tracked when asked). A miss or a bad phrase is a
         warning, so that the frame and objects stay on screen (an error would blank the outputs)."""
         state = _need(state)
-        report = lambda done, total: progress((done, total), desc="Tracking", unit="steps")  # noqa: E731
-        try:
-            count = self._find(state, pos, phrase, threshold, bool(track_them), report)
-        except DemoError as error:
-            gr.Warning(str(error))
+        state, count, miss = self._find(state, pos, phrase, threshold, bool(track_them), progress)
+        if miss is not None:
+            gr.Warning(miss)
             return state, *self._panel(state, pos)
         tracked = " and tracked them through the video" if track_them and len(state.frame_indices) > 1 else ""
         gr.Info(f"Found {count} object{'s' if count != 1 else ''} matching '{phrase.strip()}'{tracked}.")
         return state, *self._panel(state, pos)
 
-    @gpu
-    def _find(self, state: DemoState, pos: float, phrase: str, threshold: float, track_them: bool, report) -> int:
-        return find_in_state(self.backend, state, pos, phrase, threshold, track_them, self.limits, report)
-
+    @gpu(duration=_find_seconds)
     @user_errors
-    @gpu
-    def api_find(self, video: str | None, frame_index: float, phrase: str, track: bool, threshold: float | None
-                 ) -> dict:
-        """Objects matching a noun phrase on one frame (tracked on request) → regions with box and score each."""
-        return find_api(self.backend, video, frame_index, phrase, track, threshold, self.limits)
+    def _find(self, state: DemoState, pos: float, phrase: str, threshold: float, track_them: bool, progress: Any):
+        """(state, objects added, the miss message or None): a miss comes back as a value, not an error, so that
+        the page keeps its frame on screen."""
+        report = lambda done, total: progress((done, total), desc="Tracking", unit="steps")  # noqa: E731
+        try:
+            count = find_in_state(self.backend, state, pos, phrase, threshold, track_them, self.limits, report)
+        except DemoError as error:
+            return _handback(state), 0, str(error)
+        return _handback(state), count, None
 
     # ------------------------------------------------------------------------------------------------- chat
-    def _messages(self, state: DemoState, pending: tuple[str, str] | None = None) -> list[dict]:
-        turns = list(state.history) + ([pending] if pending else [])
+    def _messages(self, state: DemoState | None, pending: tuple[str, str] | None = None) -> list[dict]:
+        turns = [(t.shown or t.question, t.answer) for t in state.chat] if state is not None else []
+        turns += [pending] if pending else []
+        names = state.names if state is not None else []
         messages = []
         for question, answer in turns:
-            messages.append({"role": "user", "content": colour_tags(question, state.names)})
-            messages.append({"role": "assistant", "content": colour_tags(answer, state.names) or "…"})
+            messages.append({"role": "user", "content": colour_tags(question, names)})
+            messages.append({"role": "assistant", "content": colour_tags(answer, names) or "…"})
         return messages
 
     @user_errors
@@ -264,15 +333,33 @@ class DemoHandlers:
         """Stream the answer into the chat; the question box is cleared once the answer starts."""
         state = _need(state)
         mode = MODE_LABELS.get(mode_label, "auto")
-        text = question
-        for answer in self._ask(state, question, mode):
-            text = ""
-            yield self._messages(state, (question.strip(), answer)), text
+        question, regions = service.chat_question(self.backend, state, question, mode, self.limits)
+        yield from self._stream(state, question, regions, question, None)
+
+    @user_errors
+    def describe(self, mode_label: str, state: DemoState | None):
+        """The Describe button: exactly `DESCRIBE_PROMPT` about the selected object alone (as `/describe`)."""
+        state = _need(state)
+        question, regions = service.describe_request(self.backend, state, MODE_LABELS.get(mode_label, "auto"))
+        yield from self._stream(state, question, regions, f"Describe <object{state.active}>", state.active)
+
+    def _stream(self, state: DemoState, question: str, regions: list, shown: str, describe_object: int | None):
+        state.stop_event.clear()
+        answer, finished = "", False
+        try:
+            for answer in self._answer(state, question, regions, describe_object is not None):
+                yield self._messages(state, (shown, answer)), ""
+            finished = True
+        finally:
+            if not finished:  # the visitor left or the event was cancelled: stop writing
+                state.stop_event.set()
+        service.record_answer(state, question, answer, describe_object)
         yield self._messages(state), ""
 
-    @gpu
-    def _ask(self, state: DemoState, question: str, mode: str):
-        yield from service.ask_in_session(self.backend, state, question, mode, self.limits)
+    @gpu(duration=_answer_seconds)
+    @user_errors
+    def _answer(self, state: DemoState, question: str, regions: list, describe: bool):
+        yield from service.answer_stream(self.backend, state, question, regions, describe)
 
     def stop(self, state: DemoState | None) -> None:
         """Ask the running answer to stop (it keeps what was written so far)."""
@@ -281,12 +368,8 @@ class DemoHandlers:
 
     def clear_chat(self, state: DemoState | None):
         if state is not None:
-            state.history.clear()
+            state.chat.clear()
         return []
-
-    def describe_question(self, state: DemoState | None) -> str:
-        k = state.active if state is not None and state.active is not None else 0
-        return describe_question(k)
 
     @staticmethod
     def relate_question(state: DemoState | None) -> str:
@@ -295,27 +378,43 @@ class DemoHandlers:
             return RELATE
         return f"How do {', '.join(f'<object{k}>' for k in range(n - 1))} and <object{n - 1}> relate to each other?"
 
+    # -------------------------------------------------------------------------------------------- sessions
+    def release(self, state: DemoState | None) -> None:
+        """`gr.State`'s delete callback: the visitor's session ended (tab closed long ago, or expired)."""
+        self.sessions.release(state)
+
+    def unload(self, request: gr.Request) -> None:
+        """The visitor closed or reloaded the tab: stop their answer and free their GPU memory now."""
+        self.sessions.leave(request)
+
     # -------------------------------------------------------------------------------------------------- API
+    @gpu(duration=_api_segment_seconds)
     @user_errors
-    @gpu
     def api_segment(self, video: str | None, frame_index: float, points: Any, labels: Any, box: Any) -> dict:
         """Mask of one object on one frame from clicks and/or a box → `{"frame_index", "mask": RLE, "area"}`."""
         return endpoints.segment(self.backend, video, frame_index, points, labels, box, self.limits)
 
+    @gpu(duration=_api_track_seconds)
     @user_errors
-    @gpu
     def api_track(self, video: str | None, regions: Any) -> dict:
         """Track the objects of a regions document → a regions document with a mask on every sampled frame."""
         return endpoints.track(self.backend, video, regions, self.limits)
 
+    @gpu(duration=_answer_seconds)
     @user_errors
-    @gpu
     def api_describe(self, video: str | None, regions: Any, mode: str) -> str:
         """A detailed description of the one object in `regions`."""
         return endpoints.describe(self.backend, video, regions, mode, self.limits)
 
+    @gpu(duration=_answer_seconds)
     @user_errors
-    @gpu
     def api_ask(self, video: str | None, regions: Any, question: str, history: Any, mode: str):
         """Stream the answer to a question about `<object0>`, `<object1>`, ... of `regions`."""
         yield from endpoints.ask_stream_api(self.backend, video, regions, question, history, mode, self.limits)
+
+    @gpu(duration=_api_find_seconds)
+    @user_errors
+    def api_find(self, video: str | None, frame_index: float, phrase: str, track: bool, threshold: float | None
+                 ) -> dict:
+        """Objects matching a noun phrase on one frame (tracked on request) → regions with box and score each."""
+        return find_api(self.backend, video, frame_index, phrase, track, threshold, self.limits)

@@ -14,7 +14,7 @@ the same way.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,13 @@ def is_image(path: str | os.PathLike | None) -> bool:
 
 def check_image(path: str | os.PathLike, limits: Limits) -> VideoInfo:
     """Accept an image as a one-frame video, or raise `DemoError` saying why not (size, decodability, resolution)."""
-    from PIL import Image, UnidentifiedImageError
+    return open_image(path, limits)[0]
+
+
+def open_image(path: str | os.PathLike, limits: Limits) -> tuple[VideoInfo, np.ndarray]:
+    """Check an image and decode it in the same open: its `VideoInfo` (one frame) and its upright uint8 (H, W, 3)
+    pixels; `DemoError` saying why not (size, decodability, resolution)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = Path(path)
     if not file.is_file():
@@ -43,13 +49,13 @@ def check_image(path: str | os.PathLike, limits: Limits) -> VideoInfo:
             if max(width, height) > MAX_IMAGE_SIDE:
                 raise DemoError(f"The image is {width}×{height} px; the limit is {MAX_IMAGE_SIDE} px on the longer "
                                 "side. Please downscale it.")
-            image.load()
+            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except DemoError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise DemoError(f"'{file.name}' could not be read as an image (is it corrupt?): "
                         f"{str(error).replace(str(file), file.name)[:160]}") from None
-    return VideoInfo(str(file), 1, None, int(height), int(width))
+    return VideoInfo(str(file), 1, None, int(height), int(width)), pixels
 
 
 def _upright_size(image) -> tuple[int, int]:
@@ -66,26 +72,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
-def read_frames(source, indices: Iterable[int]) -> np.ndarray:
-    """`videorefer.video_io.read_frames`, also for an image (its only frame is 0): (len(indices), H, W, 3) uint8."""
-    indices = list(indices)
-    if not is_image(source):
-        from videorefer.video_io import read_frames as read_video_frames
-
-        return read_video_frames(source, indices)
-    if any(i != 0 for i in indices):
-        raise ValueError(f"an image has one frame (0), not {sorted(set(indices) - {0})}")
-    image = load_image(source)
-    return np.repeat(image[None], len(indices), axis=0)
-
-
 def ask_image_stream(
-    backend, image_path: str, regions: Sequence[dict[int, np.ndarray]], question: str,
+    backend, image: str | os.PathLike | np.ndarray, regions: Sequence[dict[int, np.ndarray]], question: str,
     history: Sequence[tuple[str, str]] = (), stop_event=None,
 ) -> Iterator[str]:
-    """Stream the answer about `regions` (masks on frame 0) of an image: natively when the model family answers
-    images, otherwise as a one-frame video."""
-    image = load_image(image_path)
+    """Stream the answer about `regions` (masks on frame 0) of an image (a path or its decoded (H, W, 3) pixels):
+    natively when the model family answers images, otherwise as a one-frame video."""
+    image = image if isinstance(image, np.ndarray) else load_image(image)
     native = getattr(backend.model, "ask_image_stream", None)
     if native is not None:
         masks = [region[0] for region in regions]

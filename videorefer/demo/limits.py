@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from videorefer.prompts import UnknownObjectError, check_object_tags
 
@@ -62,46 +61,13 @@ class VideoInfo:
 
 
 def check_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
-    """Accept a video file or raise `DemoError` saying why not (format, size, decodability, length, resolution)."""
-    from videorefer.video_io import video_info
+    """Accept a video file (or an image: a one-frame video) or raise `DemoError` saying why not (format, size,
+    decodability, length, resolution). Opens the file once (`decode.VideoFile`); use `VideoFile` itself to decode
+    frames in the same open."""
+    from .decode import VideoFile
 
-    if path is None or str(path) == "":
-        raise DemoError("Please upload a video first (or pick the example).")
-    file = Path(path)
-    if not file.is_file():
-        raise DemoError("The video file could not be found; please upload it again.")
-    from .image_mode import check_image  # an image is a one-frame video
-
-    if file.suffix.lower() in IMAGE_SUFFIXES:
-        return check_image(file, limits)
-    if file.suffix.lower() not in VIDEO_SUFFIXES:
-        raise DemoError(
-            f"'{file.name}' is not a supported video: use one of {', '.join(VIDEO_SUFFIXES)} "
-            f"(or an image: {', '.join(IMAGE_SUFFIXES)})."
-        )
-    size_mb = file.stat().st_size / 1e6
-    if size_mb > limits.max_file_mb:
-        raise DemoError(f"The file is {size_mb:.1f} MB; the limit is {limits.max_file_mb:g} MB.")
-    _probe(file)
-    try:
-        total, fps, height, width = video_info(str(file))
-    except Exception as error:  # decoders raise many kinds of errors on broken files
-        message = _short(error).replace(str(file), file.name)
-        raise DemoError(f"'{file.name}' could not be read as a video (is it corrupt?): {message}") from None
-    if total <= 0:
-        raise DemoError(f"'{file.name}' has no frames.")
-    info = VideoInfo(str(file), int(total), fps, int(height), int(width))
-    if info.seconds is not None and info.seconds > limits.max_seconds:
-        raise DemoError(f"The video lasts {info.seconds:.1f} s; the limit is {limits.max_seconds:g} s. Please trim it.")
-    if info.seconds is None and total > limits.max_seconds * 30:
-        raise DemoError(f"The video has {total} frames; the limit is {int(limits.max_seconds * 30)}.")
-    long_side, short_side = max(height, width), min(height, width)
-    if long_side > limits.max_long_side or short_side > limits.max_short_side:
-        raise DemoError(
-            f"The video is {width}×{height} px; the limit is {limits.max_long_side}×{limits.max_short_side}. "
-            "Please downscale it."
-        )
-    return info
+    with VideoFile(path, limits) as video:
+        return video.info
 
 
 def check_question(question: str | None, num_objects: int, limits: Limits) -> str:
@@ -119,24 +85,6 @@ def check_question(question: str | None, num_objects: int, limits: Limits) -> st
         have = "<object0>" if num_objects == 1 else f"<object0> … <object{num_objects - 1}>"
         raise DemoError(f"The question names <object{error.index}>, but only {have} exist.") from None
     return text
-
-
-def _probe(file: Path) -> None:
-    """Open the container with PyAV: a clear message for files that are not videos or hold no video frames."""
-    import av
-
-    try:
-        with av.open(str(file)) as container:
-            if not container.streams.video:
-                raise DemoError(f"'{file.name}' has no video frames.")
-            stream = container.streams.video[0]
-            if not stream.frames and next(iter(container.decode(video=0)), None) is None:
-                raise DemoError(f"'{file.name}' has no video frames.")
-    except DemoError:
-        raise
-    except Exception as error:
-        raise DemoError(f"'{file.name}' could not be read as a video (is it corrupt?): "
-                         f"{_short(error).replace(str(file), file.name)}") from None
 
 
 _DECORD_PREFIX = re.compile(r"^\[[\d:]+\] \S+: ")

@@ -8,32 +8,37 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from videorefer.regions import FRAME_MODES, select_object_frames
-from videorefer.video_io import sample_frame_indices
 
 from .backend import Backend
-from .image_mode import ask_image_stream, is_image, read_frames  # images: one-frame videos
-from .limits import DemoError, Limits, _short, check_question, check_video
+from .chat import renumber_chat
+from .decode import VideoFile, as_model_video
+from .image_mode import ask_image_stream, is_image  # images: one-frame videos
+from .limits import DemoError, Limits, _short, check_question
 from .overlay import render_overlay
-from .state import DemoObject, DemoState, FramePrompt
+from .state import ChatTurn, DemoObject, DemoState, FramePrompt
 
 MODES = FRAME_MODES
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 CLICK_MODES = ("positive", "negative", "box")
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------------ video
-def decoded_frame_indices(total: int, scrub_frames: int, model_frames: int) -> list[int]:
-    """Raw frames decoded once per video: an even grid for the slider plus the frames the model samples (so that
-    multi-frame questions use tracked masks exactly on the model's frames)."""
+def decoded_frame_indices(total: int, scrub_frames: int, model_frames: Sequence[int]) -> list[int]:
+    """Raw frames decoded once per video: an even grid for the slider plus the frames the model samples
+    (`model_frames`, from `Backend.model_frames`), so that multi-frame questions use tracked masks exactly on the
+    model's frames."""
     grid = np.linspace(0, total - 1, num=min(total, max(1, scrub_frames))).round().astype(int).tolist()
-    return sorted(set(grid) | set(sample_frame_indices(total, model_frames)))
+    return sorted(set(grid) | {int(f) for f in model_frames})
 
 
 def example_objects(path: str, examples_dir: Path = EXAMPLES_DIR) -> list[dict]:
@@ -55,20 +60,17 @@ def _sha256(path: Path) -> str:
 def open_video(backend: Backend, path: str | None, limits: Limits) -> DemoState:
     """Check the video, decode its frames once and start a segmentation session on them.
 
-    For an example video, the frames its saved objects were pointed at on are decoded too, and the objects are kept
-    in the state for `add_saved_objects`.
+    The file is opened once (`VideoFile`); the decoded frames serve SAM 2 and (`model_video`) the video LLM. For an
+    example video, the frames its saved objects were pointed at on are decoded too, and the objects are kept in the
+    state for `add_saved_objects`.
     """
-    info = check_video(path, limits)
-    saved = example_objects(info.path)
-    indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.num_frames)
-    indices = sorted(set(indices) | {int(obj["prompt"]["frame_idx"]) for obj in saved})
-    try:
-        frames = read_frames(info.path, indices)
-    except Exception as error:
-        raise DemoError(f"The video could not be decoded: {_short(error)}") from None
-    if frames.shape[0] == 0:
-        raise DemoError("The video has no frames.")
-    session = backend.segmenter.init_state(np.ascontiguousarray(frames))
+    with VideoFile(path, limits) as video:
+        info = video.info
+        saved = example_objects(info.path)
+        indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0])
+        indices = sorted(set(indices) | {int(obj["prompt"]["frame_idx"]) for obj in saved})
+        frames = np.ascontiguousarray(video.decode(indices))
+    session = backend.segmenter.init_state(frames)
     return DemoState(info=info, frame_indices=indices, session=session, saved_objects=saved)
 
 
@@ -144,10 +146,13 @@ def rename_object(state: DemoState, name: str) -> None:
 
 
 def remove_object(state: DemoState) -> None:
-    """Remove the active object; the later ones move up one number (`<object2>` becomes `<object1>`)."""
+    """Remove the active object; the later ones move up one number (`<object2>` becomes `<object1>`), in the chat
+    too (`chat.renumber_chat`)."""
     if state.active is None:
         raise DemoError("Select an object to remove.")
-    obj = state.objects.pop(state.active)
+    removed = state.active
+    obj = state.objects.pop(removed)
+    renumber_chat(state.chat, removed, obj.name)
     if obj.obj_id in state.session.obj_ids:
         state.session.remove_object(obj.obj_id)
     state.active = (min(state.active, len(state.objects) - 1)) if state.objects else None
@@ -255,10 +260,12 @@ def model_errors(what: str = "The model") -> Iterator[None]:
     except DemoError:
         raise
     except torch.cuda.OutOfMemoryError:
+        logger.exception("%s ran out of GPU memory", what)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         raise DemoError(f"{what} ran out of GPU memory: try a shorter video, fewer objects or a shorter question.") from None
-    except Exception as error:
+    except Exception as error:  # the visitor gets one sentence; the log gets the traceback
+        logger.exception("%s failed", what)
         raise DemoError(f"{what} failed: {_short(error)}") from None
 
 
@@ -292,7 +299,7 @@ def regions_for_model(
 def state_regions(backend: Backend, state: DemoState, mode: str) -> list[dict[int, np.ndarray]]:
     """The model's regions for the visitor's objects (`auto`: multi-frame once an object has masks on several frames,
     e.g. after tracking, else single)."""
-    model_frames = sample_frame_indices(state.info.total_frames, backend.num_frames)
+    model_frames = backend.model_frames(state.info)[0]
     regions = []
     for k, obj in enumerate(state.objects):
         if not obj.prompts:
@@ -303,28 +310,81 @@ def state_regions(backend: Backend, state: DemoState, mode: str) -> list[dict[in
 
 
 def ask_stream(
-    backend: Backend, video: str, regions: Sequence[dict[int, np.ndarray]], question: str,
+    backend: Backend, video, regions: Sequence[dict[int, np.ndarray]], question: str,
     history: Sequence[tuple[str, str]] = (), stop_event=None,
 ) -> Iterator[str]:
-    """Stream the growing answer; model failures become `DemoError`."""
-    with model_errors():
-        if is_image(video):  # one function for images, where a family answering them natively plugs in
-            yield from ask_image_stream(backend, video, regions, question, history, stop_event)
-            return
-        yield from backend.model.ask_stream(
-            video, list(regions), question, history=list(history) or None, stop_event=stop_event
-        )
+    """Stream the growing answer; model failures become `DemoError`. `video`: a path or a decoded `Video` (an image:
+    its path or its decoded (H, W, 3) pixels).
+
+    If the caller stops listening (the visitor left, the API client disconnected, the event was cancelled), the
+    generator is closed and `stop_event` ends the generation thread instead of letting it write on unread.
+    """
+    stop_event = stop_event if stop_event is not None else threading.Event()
+    finished = False
+    try:
+        with model_errors():
+            if _is_image(video):  # one function for images, where a family answering them natively plugs in
+                yield from ask_image_stream(backend, video, regions, question, history, stop_event)
+            else:
+                yield from backend.model.ask_stream(
+                    video, list(regions), question, history=list(history) or None, stop_event=stop_event
+                )
+        finished = True
+    finally:
+        if not finished:
+            stop_event.set()
+
+
+def chat_question(backend: Backend, state: DemoState, question: str, mode: str, limits: Limits):
+    """The checked question and the model's regions for a chat question (CPU only; raises `DemoError`)."""
+    question = check_question(question, len(state.objects), limits)
+    return question, state_regions(backend, state, mode)
+
+
+def describe_request(backend: Backend, state: DemoState, mode: str) -> tuple[str, list[dict[int, np.ndarray]]]:
+    """What the Describe button asks: exactly the family's describe prompt (`VideoRefer.describe_prompt`) about the
+    selected object alone, as `/describe`."""
+    if state.active is None:
+        raise DemoError("Point at an object first (or select one) to describe it.")
+    return backend.model.describe_prompt, [state_regions(backend, state, mode)[state.active]]
+
+
+def model_video(backend: Backend, state: DemoState):
+    """The video the model reads: the frames decoded on upload (they hold the model's sampled frames), so that the
+    file is not decoded again."""
+    return as_model_video(state.info, state.frame_indices, state.session.frames, backend.model_frames(state.info))
+
+
+def answer_stream(
+    backend: Backend, state: DemoState, question: str, regions: Sequence[dict[int, np.ndarray]], describe: bool = False
+) -> Iterator[str]:
+    """Stream the answer (GPU work only: nothing of `state` changes here; see `record_answer`)."""
+    history = () if describe else state.history
+    answer = ""
+    for answer in ask_stream(backend, model_video(backend, state), regions, question, history, state.stop_event):
+        yield answer
+    if state.stop_event.is_set():
+        yield answer + " …(stopped)"
+
+
+def record_answer(state: DemoState, question: str, answer: str, describe_object: int | None = None) -> None:
+    """Add the finished exchange to the chat (a Describe turn is shown but stays out of the model's history)."""
+    if describe_object is None:
+        state.chat.append(ChatTurn(question, answer))
+    else:
+        state.chat.append(ChatTurn(question, answer, shown=f"Describe <object{describe_object}>", in_history=False))
+
+
+def _is_image(video) -> bool:
+    """A still image: its path, or its decoded (H, W, 3) pixels (`decode.as_model_video` of an image)."""
+    return (isinstance(video, np.ndarray) and video.ndim == 3) or is_image(video)
 
 
 def ask_in_session(backend: Backend, state: DemoState, question: str, mode: str, limits: Limits) -> Iterator[str]:
     """Answer a chat question about the visitor's objects, streaming; the exchange joins the history at the end."""
-    question = check_question(question, len(state.objects), limits)
-    regions = state_regions(backend, state, mode)
+    question, regions = chat_question(backend, state, question, mode, limits)
     state.stop_event.clear()
     answer = ""
-    for answer in ask_stream(backend, state.info.path, regions, question, state.history, state.stop_event):
+    for answer in answer_stream(backend, state, question, regions):
         yield answer
-    if state.stop_event.is_set():
-        answer += " …(stopped)"
-        yield answer
-    state.history.append((question, answer))
+    record_answer(state, question, answer)

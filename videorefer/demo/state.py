@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .limits import VideoInfo
+
+_STOP_EVENTS: dict[str, threading.Event] = {}  # DemoState.uid -> its stop event (a lock cannot be pickled)
+_EVENTS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -42,6 +46,17 @@ class DemoObject:
 
 
 @dataclass
+class ChatTurn:
+    """One exchange of the chat. `in_history` turns are the conversation the model sees again on a follow-up; the
+    Describe button's turns are not (they ask `DESCRIBE_PROMPT` about one object, as `/describe` does)."""
+
+    question: str  # as sent to the model
+    answer: str
+    shown: str | None = None  # what the chat shows instead of `question` (e.g. "Describe <object1>")
+    in_history: bool = True
+
+
+@dataclass
 class DemoState:
     """Everything one visitor has: never shared between sessions."""
 
@@ -53,9 +68,25 @@ class DemoState:
     next_id: int = 0
     pending_corner: tuple[float, float] | None = None  # first corner of a box being drawn
     pending_pos: int | None = None
-    history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) pairs for the model
+    chat: list[ChatTurn] = field(default_factory=list)
     saved_objects: list[dict] = field(default_factory=list)  # an example's saved objects (name, prompt)
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # the same in every copy of this state
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """(question, answer) pairs of the conversation, as the model sees them on a follow-up."""
+        return [(turn.question, turn.answer) for turn in self.chat if turn.in_history]
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set to end the running answer early. Shared by every copy of this state in this process (ZeroGPU hands
+        back pickled copies of the state; a Stop click or a visitor leaving must reach the answer being written)."""
+        with _EVENTS_LOCK:
+            return _STOP_EVENTS.setdefault(self.uid, threading.Event())
+
+    def forget_stop_event(self) -> None:
+        with _EVENTS_LOCK:
+            _STOP_EVENTS.pop(self.uid, None)
 
     @property
     def names(self) -> list[str]:

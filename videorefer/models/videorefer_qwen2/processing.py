@@ -28,9 +28,10 @@ from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
 from ..base import RegionProcessorMixin
+from ...bench_protocol import VIDEOREFER_7B_PROTOCOL
 from ...prompts import DESCRIBE_PROMPT, IGNORE_LABEL, region_conversation
 from ...regions import ObjectMasks, decode_segmentation
-from ...video_io import Video, VideoSource, load_video
+from ...video_io import Video, VideoSource, load_video, sample_frame_indices
 from .configuration import REGION_TOKEN, VIDEO_PLACEHOLDER, VIDEO_TOKEN_INDEX, VideoReferQwen2Config
 from .inputs import PooledRegionInputs
 from .vision import KNOWN_VISION_TOWERS, resolve_vision_path
@@ -53,6 +54,8 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
     visual_keys = ("pixel_values", "region_inputs")
     # The official captioning / Bench-D question of this family.
     describe_prompt = DESCRIBE_PROMPT
+    answers_images = False  # a still image is a one-frame video here (the official v1 code repeats it num_frames times)
+    bench_protocol = VIDEOREFER_7B_PROTOCOL  # how the official evaluation asks VideoRefer-Bench
 
     def __init__(
         self,
@@ -174,6 +177,15 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
         if isinstance(source, Image.Image):
             source = [np.asarray(source.convert("RGB"))]
         return load_video(source, num_frames or self.num_frames, extra_frame_indices=extra_frame_indices)
+
+    def sample_frames(
+        self, total_frames: int, fps: float | None = None, max_frames: int | None = None
+    ) -> tuple[list[int], None]:
+        """Which raw frames `load_video(num_frames=max_frames)` samples from a video of `total_frames` frames (no
+        decoding): `num_frames` (at most `max_frames`) at the midpoints of equal segments, whatever the frame rate
+        `fps`. No timestamps (None)."""
+        count = min(self.num_frames, int(max_frames)) if max_frames else self.num_frames
+        return sample_frame_indices(total_frames, count), None
 
     def _check_region_count(self, ids: Sequence[int], num_objects: int) -> None:
         n_regions = list(ids).count(self.region_token_index)

@@ -21,8 +21,17 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, BatchFeature, ProcessorMixin
 
+from videorefer.bench_protocol import VIDEOREFER_VL3_PROTOCOL
 from videorefer.prompts import DESCRIBE_PROMPT_VL3, IGNORE_LABEL, object_tag
-from videorefer.video_io import IMAGE_SUFFIXES, Video, VideoSource, load_video_by_fps
+from videorefer.video_io import (
+    FOLDER_FPS,
+    IMAGE_SUFFIXES,
+    Video,
+    VideoSource,
+    load_video_by_fps,
+    sample_file_frames_by_fps,
+    sample_frames_by_fps,
+)
 
 from ..base import RegionProcessorMixin
 from .configuration import (
@@ -57,6 +66,8 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
 
     visual_keys = ("pixel_values", "grid_thw", "merge_sizes", "frames_per_sample", "region_inputs")
     describe_prompt = DESCRIBE_PROMPT_VL3
+    answers_images = True  # a still image (H, W, 3) goes to `__call__` as is (merge size 1), not as a video
+    bench_protocol = VIDEOREFER_VL3_PROTOCOL  # how the official evaluation asks VideoRefer-Bench
 
     def __init__(
         self,
@@ -114,14 +125,32 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
 
     # ------------------------------------------------------------------ video
     def load_video(
-        self, source: VideoSource | Video, extra_frame_indices: Sequence[int] = (), num_frames: int | None = None
+        self,
+        source: VideoSource | Video,
+        extra_frame_indices: Sequence[int] = (),
+        num_frames: int | None = None,
+        fps: float | None = None,
     ) -> Video:
-        """The official sampling: `fps` frames per second (a frame folder counts as 3 fps), at most `max_frames`
-        (or `num_frames`, when given: a lower cap, e.g. the demo's or a benchmark's frame budget)."""
+        """The official sampling: `fps` frames per second (default: this processor's; a frame folder counts as 3
+        fps), at most `max_frames` (or `num_frames`, when given: a lower cap, e.g. the demo's or a benchmark's frame
+        budget). Bench-D's official protocol samples at 4 fps (`bench_protocol`)."""
         if _is_image(source):
             raise ValueError("an image was given where a video is needed; pass it to the processor call instead")
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
         cap = min(int(num_frames), self.max_frames) if num_frames else self.max_frames
-        return load_video_by_fps(source, self.fps, cap, extra_frame_indices)
+        return load_video_by_fps(source, fps or self.fps, cap, extra_frame_indices)
+
+    def sample_frames(
+        self, total_frames: int, fps: float | None = None, max_frames: int | None = None
+    ) -> tuple[list[int], list[float]]:
+        """`(raw frame indices, timestamps in s)` that `load_video` samples from a video file of `total_frames`
+        frames at `fps` (no decoding): `self.fps` frames per second by the official rule, at most `max_frames`
+        (and `self.max_frames`). `fps` None: a frame folder / array (taken as 3 fps, as the official loader does)."""
+        cap = min(int(max_frames), self.max_frames) if max_frames else self.max_frames
+        if fps:
+            return sample_file_frames_by_fps(total_frames, fps, self.fps, cap)
+        return sample_frames_by_fps(total_frames, FOLDER_FPS, self.fps, cap)
 
     # ------------------------------------------------------------------ requests
     def __call__(

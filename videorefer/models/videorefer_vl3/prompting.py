@@ -54,13 +54,14 @@ class VL3Layout:
 def region_question(question: str, masks_per_object: Sequence[int]) -> str:
     """Lay a plain question naming `<object0>`, `<object1>`, ... out in the official VL3 format.
 
-    A question that already holds `<region>` placeholders is returned unchanged. Otherwise the objects are listed
-    first, each with one `<region>` per mask, as the official examples write them: "There are 2 objects in the
-    video: <object0><region>, <object1><region><region>. <question>".
+    A question that already holds `<region>` placeholders is returned unchanged (its `<objectN>` are then only
+    names: Bench-Q items number objects from any N). Otherwise the objects are listed first, each with one
+    `<region>` per mask, as the official examples write them: "There are 2 objects in the video:
+    <object0><region>, <object1><region><region>. <question>".
     """
-    check_question(question, len(masks_per_object))
     if REGION_PLACEHOLDER in question:
         return _per_mask_placeholders(question, masks_per_object)
+    check_question(question, len(masks_per_object))
     if not masks_per_object:
         return question
     listing = ", ".join(object_tag(k) + REGION_PLACEHOLDER * int(n) for k, n in enumerate(masks_per_object))

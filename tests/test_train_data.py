@@ -1,10 +1,11 @@
 """Training data: the VideoRefer-700K loader (RLE, polygons, null segmentation, frame folders), label masking,
-the <region> count check, and batching (a batch of 2 gives the same loss as two singles)."""
+the <region> count check (per family), batching (a batch of 2 gives the same loss as two singles), and a tiny VL3
+trained from a 700K file with 12 regions in one sample and an object on three frames."""
 
 from __future__ import annotations
 
 import json
-import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,17 +97,6 @@ def test_video_files_and_json_files(processor, tmp_path):
     assert torch.allclose(item["region_inputs"].extra_frames[0], processor.preprocess_frames(frames[3:4]))
 
 
-def test_region_count_mismatch_names_the_sample_or_is_skipped(processor, frame_folder, caplog):
-    bad = sample(id="broken-7")
-    bad["conversations"][2]["value"] = "And what about it?"  # one <region> for two objects
-    with pytest.raises(ValueError, match=r"sample 1 id 'broken-7'.*1 <region> tokens.*2 objects"):
-        VideoReferDataset([sample(), bad], processor, data_folder=frame_folder.parent)
-    with caplog.at_level(logging.WARNING):
-        data = VideoReferDataset([sample(), bad, bad], processor, data_folder=frame_folder.parent, on_mismatch="skip")
-    assert len(data) == 1 and data.skipped == 2
-    assert "skipped 2 of 3 samples" in caplog.text
-
-
 def test_errors_while_loading_name_the_sample(processor, frame_folder):
     broken = sample(id="far-frame")
     broken["annotation"][1] = {"25": {"segmentation": mask_to_rle(box(0, 4, 0, 4))}}  # the video has 20 frames
@@ -154,3 +144,145 @@ def test_batch_of_two_matches_two_singles(processor, frame_folder, tiny_checkpoi
     with torch.no_grad():
         summed = model(**batch, num_items_in_batch=torch.tensor(1)).loss
     assert torch.allclose(summed, sum(s.loss * n for s, n in zip(singles, counts)), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- both families
+@pytest.fixture(scope="module")
+def family_processor(family_checkpoint):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(family_checkpoint)
+
+
+def test_region_count_mismatch_is_refused_for_each_family(family_processor, frame_folder):
+    bad = sample(id="broken-7")
+    bad["conversations"][2]["value"] = "And what about it?"  # one <region> for two objects (three masks)
+    with pytest.raises(ValueError, match=r"sample 1 id 'broken-7'.*1 <region> placeholders.*needs 2"):
+        VideoReferDataset([sample(), bad], family_processor, data_folder=frame_folder.parent)
+    data = VideoReferDataset([sample(), bad], family_processor, data_folder=frame_folder.parent, on_mismatch="skip")
+    assert len(data) == 1 and data.skipped == 1
+
+
+def test_each_family_labels_only_the_answers(family_processor, frame_folder):
+    item = VideoReferDataset([sample()], family_processor, data_folder=frame_folder.parent, num_frames=4)[0]
+    ids, labels = item["input_ids"][0], item["labels"][0]
+    kept = labels != IGNORE_LABEL
+    assert torch.equal(labels[kept], ids[kept])
+    eos = family_processor.tokenizer.eos_token
+    assert family_processor.tokenizer.decode(ids[kept]) == f"It waits.{eos}It moves.{eos}"
+
+
+def test_each_family_reads_image_samples(family_processor, tmp_path):
+    picture = np.zeros((H, W, 3), np.uint8)
+    picture[5:20, 8:30] = (200, 40, 40)
+    Image.fromarray(picture).save(tmp_path / "pic.png")
+    item = sample(image="pic.png", conversations=sample()["conversations"][:2],
+                  annotation=[{"0": {"segmentation": [[8.0, 5.0, 30.0, 5.0, 30.0, 20.0, 8.0, 20.0]]}}])
+    del item["video"]
+    example = VideoReferDataset([item], family_processor, data_folder=tmp_path)[0]
+    assert example["region_inputs"].masks_per_object[0].tolist() == [1]
+    labels = example["labels"][0]
+    eos = family_processor.tokenizer.eos_token
+    assert family_processor.tokenizer.decode(labels[labels != IGNORE_LABEL]) == f"It waits.{eos}"
+
+
+# ---------------------------------------------------------------------------------------------------- VL3
+VL3_SIZE, VL3_FRAMES = 64, 10
+
+
+@pytest.fixture(scope="module")
+def vl3_clip(tmp_path_factory):
+    """A 10-frame PNG folder, 64x64, with 12 small coloured squares in a 4x3 grid (one per object)."""
+    folder = tmp_path_factory.mktemp("vl3-data") / "clip"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (12, 3))
+    for t in range(VL3_FRAMES):
+        frame = np.full((VL3_SIZE, VL3_SIZE, 3), 90, np.uint8)
+        for k, (y, x) in enumerate(grid_cells()):
+            frame[y:y + 10, x + t % 2:x + t % 2 + 10] = colours[k]
+        Image.fromarray(frame).save(folder / f"{t:05d}.png")
+    return folder
+
+
+def grid_cells() -> list[tuple[int, int]]:
+    return [(4 + 20 * r, 3 + 15 * c) for r in range(3) for c in range(4)]
+
+
+def square(y: int, x: int) -> np.ndarray:
+    mask = np.zeros((VL3_SIZE, VL3_SIZE), bool)
+    mask[y:y + 10, x:x + 10] = True
+    return mask
+
+
+def twelve_regions_sample() -> dict:
+    """VideoRefer-700K format: 12 objects, one `<region>` each; object 0 on three frames (RLE, polygon, RLE) and
+    null on a fourth; the others on one frame each."""
+    cells = grid_cells()
+    annotation = [{str(k % VL3_FRAMES): {"segmentation": mask_to_rle(square(*cells[k]))}} for k in range(12)]
+    y, x = cells[0]
+    annotation[0] = {
+        "1": {"segmentation": mask_to_rle(square(y, x + 1))},
+        "4": {"segmentation": [[x, y, x + 10, y, x + 10, y + 10, x, y + 10]]},
+        "6": {"segmentation": mask_to_rle(square(y, x))},
+        "8": {"segmentation": None},
+    }
+    listing = ", ".join(f"<object{k}><region>" for k in range(12))
+    return {
+        "id": "twelve", "video": "clip", "height": VL3_SIZE, "width": VL3_SIZE, "annotation": annotation,
+        "conversations": [
+            {"from": "human", "value": f"<video>\nThere are 12 objects: {listing}. Which is the first?"},
+            {"from": "gpt", "value": "It is <object0>."},
+        ],
+    }
+
+
+def test_vl3_trains_from_700k_data_with_12_regions_and_an_object_on_three_frames(
+    tiny_vl3_checkpoint, vl3_clip, tmp_path
+):
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    from train.train import load_config, run
+
+    processor = AutoProcessor.from_pretrained(tiny_vl3_checkpoint)
+    data_path = tmp_path / "train.json"
+    data_path.write_text(json.dumps([twelve_regions_sample()] * 2))
+    item = VideoReferDataset(data_path, processor, data_folder=vl3_clip.parent)[0]
+    regions = item["region_inputs"]
+    # 14 masks (object 0 on frames 1, 4, 6; null on 8 left out): no 10-region cap, one <REGION> group per mask.
+    assert regions.masks_per_object[0].tolist() == [3] + [1] * 11
+    assert int(regions.masks_per_sample) == 14 and len(regions.mask_grids) == 14
+    ids = item["input_ids"][0]
+    region_id = processor.tokenizer.convert_tokens_to_ids("<REGION>")
+    assert int((ids == region_id).sum()) == int(regions.tokens_per_mask.sum())
+    text = processor.tokenizer.decode(ids)
+    assert text.count("[<REGION>") == 14 and "<object0>[<REGION>" in text
+    assert "]" + "[<REGION>" in text.split("<object1>")[0]  # object 0's three groups follow each other
+    labels = item["labels"][0]
+    assert processor.tokenizer.decode(labels[labels != IGNORE_LABEL]) == "It is <object0>.<|im_end|>"
+
+    # The official VL3 trainer's own layout (`masks`, one `<region>` per mask, `video` as a one-path list) gives the
+    # same inputs.
+    official = twelve_regions_sample()
+    official["video"] = ["clip"]
+    official["masks"] = [{k: v["segmentation"] for k, v in obj.items() if v["segmentation"] is not None}
+                         for obj in official.pop("annotation")]
+    official["conversations"][0]["value"] = official["conversations"][0]["value"].replace(
+        "<object0><region>", "<object0><region><region><region>")
+    same = VideoReferDataset([official], processor, data_folder=vl3_clip.parent)[0]
+    assert torch.equal(same["input_ids"], item["input_ids"]) and torch.equal(same["labels"], item["labels"])
+    assert torch.equal(same["region_inputs"].pixel_values, regions.pixel_values)
+
+    # And it trains: two steps of batch 2 through train.train, finite losses, the region encoder moved.
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "train" / "configs" / "synthetic_tiny_vl3.yaml",
+        [f"model_name_or_path={tiny_vl3_checkpoint}", f"data_path={data_path}", f"output_dir={tmp_path / 'out'}",
+         f"data_folder={vl3_clip.parent}", "per_device_train_batch_size=2", "max_steps=2", "logging_steps=1",
+         "warmup_steps=0", "save_steps=1000", "disable_tqdm=true"],
+    )
+    base = AutoModelForCausalLM.from_pretrained(tiny_vl3_checkpoint).state_dict()
+    trainer = run(config)
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(logged) == 2 and all(np.isfinite(logged))
+    trained = trainer.model.state_dict()
+    assert any(not torch.equal(trained[k], v) for k, v in base.items() if k.startswith("model.region_encoder."))

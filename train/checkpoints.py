@@ -98,7 +98,7 @@ def save_full_model(model: nn.Module, processor, output_dir: str | os.PathLike, 
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir, state_dict=state_dict)
     processor.save_pretrained(output_dir)
-    copy_vision_folder(base_path, output_dir, getattr(model.config, "mm_vision_tower", None))
+    copy_vision_folder(base_path, output_dir, getattr(model.config, model.vision_folder_key, None))
     return output_dir
 
 

@@ -5,10 +5,13 @@ A sample (one JSON object of a list, or one line of a JSONL file) is::
     {"video": "videos/abc.mp4",                    # a video file or a folder of frame images ("image": a picture)
      "conversations": [{"from": "human", "value": "<video>\\nWhat is <region> doing?"},
                        {"from": "gpt", "value": "It is running."}, ...],
-     "annotation": [{"12": {"segmentation": RLE | polygon | null}, ...}, ...],   # one dict per <region>, in order
+     "annotation": [{"12": {"segmentation": RLE | polygon | null}, ...}, ...],   # one dict per object, in order
      "height": 720, "width": 1280}                 # optional; polygons use them (else the video's size)
 
-Everything model-specific goes through the model family's processor: frames are sampled with `processor.load_video`
+The official VL3 trainer's layout is read too: `"masks": [{"12": RLE | polygon}, ...]` instead of `annotation`, one
+`<region>` per mask, `"video": ["a.mp4"]`. Which `<region>` counts fit an annotation is the family's call
+(`processor.region_placeholder_counts`: v1 one per object; VL3 one per object, standing for all its masks, or one per
+mask). Everything model-specific goes through the model family's processor: frames are sampled with `processor.load_video`
 (the union of annotated frames decoded as extra frames for the region encoder), masks decoded with
 `videorefer.regions.annotation_to_objects`, the prompt built with the chat template and labels kept only on assistant
 turns (`processor.build_training_example`). `VideoReferCollator` pads with `processor.collate`.
@@ -22,7 +25,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -89,6 +91,22 @@ def count_regions(sample: Mapping[str, Any]) -> int:
     return sum(str(m.get("value", "")).count(REGION_PLACEHOLDER) for m in sample.get("conversations") or [])
 
 
+def sample_annotation(sample: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The sample's objects as `[{frame: {"segmentation": ...} | None}, ...]`: VideoRefer-700K's `annotation`, or
+    the official VL3 trainer's `masks` (`[{frame: RLE | polygon}, ...]`, segmentations without the wrapping dict)."""
+    if sample.get("annotation") is not None:
+        return list(sample["annotation"])
+    masks = sample.get("masks") or []
+    return [{key: None if value is None else {"segmentation": value} for key, value in per_frame.items()}
+            if isinstance(per_frame, Mapping) else per_frame for per_frame in masks]
+
+
+def masks_per_object(annotation: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Masks of each object (`null` segmentations left out), counted without decoding any."""
+    return [sum(1 for value in per_frame.values() if isinstance(value, Mapping) and value.get("segmentation") is not None)
+            if isinstance(per_frame, Mapping) else 0 for per_frame in annotation]
+
+
 def annotated_frames(annotation: Sequence[Mapping[str, Any]]) -> list[int]:
     """Frames that hold a mask of some object (`null` segmentations left out), without decoding any mask."""
     frames = set()
@@ -135,13 +153,15 @@ class VideoReferDataset(Dataset):
         self.skipped = 0
         for index, sample in enumerate(samples):
             name = sample_name(sample, index)
-            n_regions, n_objects = count_regions(sample), len(sample.get("annotation") or [])
-            if n_regions != n_objects:
+            n_regions = count_regions(sample)
+            accepted = processor.region_placeholder_counts(masks_per_object(sample_annotation(sample)))
+            if n_regions not in accepted:
                 if on_mismatch == "error":
+                    wanted = " or ".join(str(n) for n in accepted)
                     raise ValueError(
-                        f"{name}: the conversation has {n_regions} {REGION_PLACEHOLDER} tokens but the annotation "
-                        f"has {n_objects} objects; each object needs exactly one {REGION_PLACEHOLDER} (set "
-                        f"on_mismatch='skip' to leave such samples out)"
+                        f"{name}: the conversation has {n_regions} {REGION_PLACEHOLDER} placeholders but this model "
+                        f"family needs {wanted} for its annotation ({len(sample_annotation(sample))} objects); set "
+                        f"on_mismatch='skip' to leave such samples out"
                     )
                 self.skipped += 1
                 continue
@@ -159,25 +179,35 @@ class VideoReferDataset(Dataset):
         return len(self.samples)
 
     def _source(self, sample: Mapping[str, Any], name: str) -> Any:
-        """The video as `load_video` takes it: a path (file or frame folder), or a one-picture list for images."""
+        """The video's path (file or frame folder), or the picture of an `image` sample (each family's processor
+        takes a still image its own way: v1 as a one-frame video, VL3 as an image)."""
         key = "video" if "video" in sample else "image" if "image" in sample else None
         if key is None:
             raise ValueError(f"{name}: has neither 'video' nor 'image'")
-        path = Path(sample[key])
+        path = sample[key]
+        if isinstance(path, list) and len(path) == 1:  # the official VL3 data writes `"video": ["a.mp4"]`
+            path = path[0]
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"{name}: {key!r} must be a path (or a list of one path), got {path!r}")
+        path = Path(path)
         if not path.is_absolute() and self.data_folder is not None:
             path = self.data_folder / path
         if key == "image":
-            return [np.asarray(Image.open(path).convert("RGB"))]
+            return Image.open(path).convert("RGB")
         return path
 
     def __getitem__(self, index: int) -> BatchFeature:
         sample, name = self.samples[index], self.names[index]
         try:
             turns = conversation_turns(sample, name)
-            annotation = sample.get("annotation") or []
+            annotation = sample_annotation(sample)
             source = self._source(sample, name)
-            # Decode first (sampled + annotated frames in one pass) so polygons can use the video's own size.
             frames = {"num_frames": self.num_frames} if self.num_frames else {}
+            if isinstance(source, Image.Image):
+                height, width = int(sample.get("height") or source.height), int(sample.get("width") or source.width)
+                objects = annotation_to_objects(annotation, height, width, num_frames=1)
+                return self.processor.build_training_example(source, turns, objects, **frames)
+            # Decode first (sampled + annotated frames in one pass) so polygons can use the video's own size.
             video = self.processor.load_video(source, annotated_frames(annotation), **frames)
             height = int(sample.get("height") or video.height)
             width = int(sample.get("width") or video.width)

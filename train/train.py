@@ -1,10 +1,12 @@
 """Fine-tune VideoRefer: `python -m train.train CONFIG.yaml|json [key=value ...]`.
 
-Two stages, as in the paper, each a config file in `train/configs/`:
+Either model family (VideoRefer-7B or VideoRefer-VL3: the checkpoint's config decides); what a stage trains comes from
+the model's `module_groups` (vision, connector, region_encoder), never from the family's name. Two stages, as in the
+paper, each a config file in `train/configs/` (VL3: the `vl3_` files):
 
 * `region_alignment` (stage 1): only the object encoder trains (lr 1e-3); the run saves `region_encoder.bin` alone,
   in the official format (`train.checkpoints`), and its checkpoints hold only that file plus the optimizer state.
-* `instruction` (stage 2): the LLM, the connector and the object encoder train, the vision tower stays frozen
+* `instruction` (stage 2): the LLM, the connector and the object encoder train, the vision side stays frozen
   (lr 1e-5), with `tuning: full`, `lora` or `qlora` (4-bit bitsandbytes base, LoRA on the LLM's linear layers,
   object encoder and connector trained fully as peft `modules_to_save`).
 
@@ -147,22 +149,23 @@ def build_model(config: dict[str, Any]):
     if config["pretrain_region_encoder"]:
         load_region_encoder(model, config["pretrain_region_encoder"])
     model.requires_grad_(False)
-    inner = model.model
+    groups = model.module_groups  # the family's named parts: vision, connector, region_encoder
     if stage == "region_alignment":
-        inner.region_encoder.requires_grad_(True)
+        model.get_submodule(groups["region_encoder"]).requires_grad_(True)
     elif tuning == "full":
         model.requires_grad_(True)
-        inner.vision_tower.requires_grad_(not config["freeze_vision_tower"])
+        model.get_submodule(groups["vision"]).requires_grad_(not config["freeze_vision_tower"])
     else:
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(
             r=config["lora_r"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
-            target_modules=LORA_TARGETS, modules_to_save=["mm_projector", "region_encoder"], task_type="CAUSAL_LM",
+            target_modules=LORA_TARGETS, task_type="CAUSAL_LM",
+            modules_to_save=[groups[name].rsplit(".", 1)[-1] for name in ("connector", "region_encoder")],
         )
         model = get_peft_model(model, lora)
         if not config["freeze_vision_tower"]:
-            model.get_base_model().model.vision_tower.requires_grad_(True)
+            model.get_base_model().get_submodule(groups["vision"]).requires_grad_(True)
     upcast = config["upcast_trainable"]
     if upcast is True or (upcast == "auto" and not (stage == "instruction" and tuning == "full")):
         # Optimiser updates of lr 1e-5 vanish in bf16 weights; bf16 autocast still runs the matmuls in bf16.
@@ -245,7 +248,8 @@ def save_outputs(trainer: VideoReferTrainer, processor, config: dict[str, Any]) 
         return
     if config["tuning"] == "full":
         processor.save_pretrained(output_dir)
-        copy_vision_folder(config["model_name_or_path"], output_dir, trainer.model.config.mm_vision_tower)
+        model = trainer.model
+        copy_vision_folder(config["model_name_or_path"], output_dir, getattr(model.config, model.vision_folder_key))
         return
     processor.save_pretrained(output_dir)
     if config["save_merged"]:

@@ -272,11 +272,12 @@ def bench_d_item(video: SyntheticVideo, rel_path: str) -> dict:
 
 
 def generate(out_dir: Path, n_train: int = 400, n_heldout: int = 100, seed: int = 0, size: int = 64,
-             num_frames: int = 8, noise: int = 6, frames_as_folders: bool = False) -> dict:
+             num_frames: int = 8, noise: int = 6, frames_as_folders: bool = False, fps: int = 8) -> dict:
     """Write videos, ``train.json``, ``heldout.json``, ``bench_q.json``, ``bench_d.json`` and ``meta.json``.
 
     ``n_train`` / ``n_heldout`` count videos; each video gives one sample per family (4 samples). The held-out
-    split uses its own seed stream, so it does not change with ``n_train``. Returns the meta dict.
+    split uses its own seed stream, so it does not change with ``n_train``. ``fps``: the video files' frame rate
+    (models that sample by time, as VL3 at 1 fps, see more of a slower video). Returns the meta dict.
     """
     if size < 32 or num_frames < 2:
         raise ValueError(f"need --size >= 32 and --frames >= 2, got size={size}, frames={num_frames}")
@@ -284,8 +285,8 @@ def generate(out_dir: Path, n_train: int = 400, n_heldout: int = 100, seed: int 
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     train_seq, heldout_seq, bench_seq = np.random.SeedSequence(seed).spawn(3)
     bench_rng = np.random.default_rng(bench_seq)
-    meta: dict = {"seed": seed, "size": size, "frames": num_frames, "noise": noise, "chance": chance_levels(),
-                  "videos": {}}
+    meta: dict = {"seed": seed, "size": size, "frames": num_frames, "fps": fps, "noise": noise,
+                  "chance": chance_levels(), "videos": {}}
     bench_q: list[dict] = []
     bench_d: list[dict] = []
     for split, n, seq in (("train", n_train, train_seq), ("heldout", n_heldout, heldout_seq)):
@@ -294,7 +295,7 @@ def generate(out_dir: Path, n_train: int = 400, n_heldout: int = 100, seed: int 
         for i, wanted in enumerate(balanced_schedule(n, rng)):
             video = make_video(f"{split}_{i:05d}", wanted, rng, size, num_frames, noise)
             rel_path = f"videos/{video.name}" + ("" if frames_as_folders else ".mp4")
-            write_video(video.frames, out_dir / rel_path, frames_as_folders)
+            write_video(video.frames, out_dir / rel_path, frames_as_folders, fps=fps)
             samples.extend(train_samples(video, rel_path))
             meta["videos"][video.name] = {
                 "path": rel_path, "targets": {f: list(t) for f, t in video.targets.items()}, "answers": video.answers,
@@ -322,10 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=8, help="frames per video")
     parser.add_argument("--noise", type=int, default=6, help="grey background noise amplitude (0: plain)")
     parser.add_argument("--frames-as-folders", action="store_true", help="write PNG frame folders, not mp4")
+    parser.add_argument("--fps", type=int, default=8, help="frame rate of the video files")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     meta = generate(args.out_dir, args.train, args.heldout, args.seed, args.size, args.frames, args.noise,
-                    args.frames_as_folders)
+                    args.frames_as_folders, args.fps)
     print(f"wrote {len(meta['videos'])} videos and {4 * len(meta['videos'])} samples to {args.out_dir} "
           f"in {time.perf_counter() - start:.1f} s")
     print("chance accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in meta["chance"].items()))

@@ -58,6 +58,11 @@ class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
     # Quantisation leaves these in full precision: the vision side, the object encoder and the output layer.
     visual_keys = ("pixel_values", "region_inputs")  # forward / generate take these (base.SplicedCausalLMMixin)
     full_precision_modules = ["model.vision_tower", "model.mm_projector", "model.region_encoder", "lm_head"]
+    # Named parts that training stages freeze or train (train.train reads these, never the family's name).
+    module_groups = {"vision": "model.vision_tower", "connector": "model.mm_projector",
+                     "region_encoder": "model.region_encoder"}
+    # The config key naming the vision tower (a Hub id, or a folder next to the weights in the tiny layout).
+    vision_folder_key = "mm_vision_tower"
 
     def __init__(self, config: VideoReferQwen2Config):
         init_causal_lm(self, config, lambda: VideoReferQwen2Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model

@@ -172,7 +172,10 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
         self, source: VideoSource | Video, extra_frame_indices: Iterable[int] = (), num_frames: int | None = None
     ) -> Video:
         """This family's frames: `num_frames` (default: the model's) uniformly sampled, plus `extra_frame_indices`
-        (frames masks lie on) decoded in the same pass. An already decoded `Video` is returned as it is."""
+        (frames masks lie on) decoded in the same pass. An already decoded `Video` is returned as it is; a still image
+        (`PIL.Image`) is a one-frame video."""
+        if isinstance(source, Image.Image):
+            source = [np.asarray(source.convert("RGB"))]
         return load_video(source, num_frames or self.num_frames, extra_frame_indices=extra_frame_indices)
 
     def sample_frames(
@@ -188,6 +191,12 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
         n_regions = list(ids).count(self.region_token_index)
         if n_regions != num_objects:
             raise ValueError(f"the prompt has {n_regions} {REGION_TOKEN} tokens but {num_objects} objects were given")
+
+    @staticmethod
+    def region_placeholder_counts(masks_per_object: Sequence[int]) -> tuple[int, ...]:
+        """`<region>` counts a training conversation may hold: one per object (its masks on all frames are pooled
+        into one object token)."""
+        return (len(masks_per_object),)
 
     def build_training_example(
         self,

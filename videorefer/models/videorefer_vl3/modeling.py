@@ -81,6 +81,11 @@ class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
     _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
     # Quantisation leaves these in full precision: the vision side, the region encoder and the output layer.
     full_precision_modules = ["model.vision_encoder", "model.mm_projector", "model.region_encoder", "lm_head"]
+    # Named parts that training stages freeze or train (train.train reads these, never the family's name).
+    module_groups = {"vision": "model.vision_encoder", "connector": "model.mm_projector",
+                     "region_encoder": "model.region_encoder"}
+    # The config key naming the vision encoder (a folder next to the weights in the tiny and official layouts).
+    vision_folder_key = "vision_encoder"
     visual_keys = VISUAL_KEYS
     visual_options = ("kmeans_generator",)
 

@@ -43,7 +43,15 @@ from .configuration import (
 )
 from .image_processing import IMAGE_MEAN, IMAGE_STD, MIN_PIXELS, PATCH_SIZE, crop_regions, pixel_budget, preprocess_images
 from .inputs import MAX_REGION_TOKENS, VL3RegionInputs
-from .prompting import VL3Layout, check_region_placeholders, region_conversation, render_conversation, render_prompt
+from .prompting import (
+    VL3Layout,
+    accepted_placeholder_counts,
+    check_region_placeholders,
+    region_conversation,
+    render_conversation,
+    render_prompt,
+    training_turns,
+)
 
 __all__ = ["VideoReferVL3Processor", "SAMPLING_FPS", "MAX_FRAMES"]
 
@@ -188,22 +196,34 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
         ids = self._ids(render_prompt(question, turns, layout), layout)
         return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
 
+    @staticmethod
+    def region_placeholder_counts(masks_per_object: Sequence[int]) -> tuple[int, ...]:
+        """`<region>` counts a training conversation may hold for objects with these mask counts: one per mask (the
+        official VL3 data) or one per object (VideoRefer-700K), which then stands for all the object's masks."""
+        return accepted_placeholder_counts(masks_per_object)
+
     def build_training_example(
         self,
         video: VideoSource | Video | Image.Image | np.ndarray,
         conversation: Sequence[tuple[str, str]],
         objects: Sequence[ObjectMasks] = (),
         allow_empty_masks: bool = False,
+        num_frames: int | None = None,
     ) -> BatchFeature:
         """Inputs plus `labels` for (user, assistant) turns: only the answers and their `<|im_end|>` count.
 
-        Each answer follows exactly the prompt inference builds for its turn; object k's masks fill the `<region>`s
-        of the whole conversation in order.
+        Each answer follows exactly the prompt inference builds for its turn; the conversation's `<region>`s (one per
+        mask, or one per object standing for all its masks: `prompting.training_turns`) take the masks in order,
+        object-major. `num_frames` caps the sampled frames when `video` is a path (a loaded `Video` is used as it is).
         """
         if not conversation:
             raise ValueError("the conversation has no turns")
-        question, turns = self._laid_out(conversation[-1][0], conversation[:-1], objects)
-        turns = [*turns, (question, conversation[-1][1])]
+        masks_per_object = [len(obj) for obj in objects]
+        turns = training_turns(conversation, masks_per_object)
+        check_region_placeholders([user for user, _ in turns], sum(masks_per_object))
+        if num_frames and not isinstance(video, Video) and not _is_image(video):
+            wanted = sorted({int(f) for obj in objects for f in obj})
+            video = self.load_video(video, wanted, num_frames=num_frames)
         visual, layout = self._visual_inputs(video, objects, allow_empty_masks)
         full = render_conversation(turns, layout)
         # Split the full text at each answer: prompt pieces are ignored, answers (+ <|im_end|>) learnt.

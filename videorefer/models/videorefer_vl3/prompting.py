@@ -25,6 +25,8 @@ __all__ = [
     "render_conversation",
     "expand_regions",
     "check_region_placeholders",
+    "training_turns",
+    "accepted_placeholder_counts",
 ]
 
 # v1's bracketed placeholder (`[<region>]`, e.g. in videorefer.prompts.DESCRIBE_PROMPT): VL3 brings its own brackets.
@@ -90,6 +92,32 @@ def region_conversation(
     first, answer = history[0]
     history[0] = (region_question(first, masks_per_object), answer)
     return question, history
+
+
+def accepted_placeholder_counts(masks_per_object: Sequence[int]) -> tuple[int, ...]:
+    """`<region>` counts a written conversation may hold: one per mask (the official VL3 data), or one per object
+    (the VideoRefer-700K data), each then standing for all of that object's masks."""
+    return tuple(sorted({len(masks_per_object), sum(int(n) for n in masks_per_object)}))
+
+
+def training_turns(
+    turns: Sequence[tuple[str, str]], masks_per_object: Sequence[int]
+) -> list[tuple[str, str]]:
+    """A training conversation's (user, assistant) turns with one `<region>` per mask.
+
+    Placeholders already written (in any turn) are kept where they are; written one per object (700K data), each
+    becomes its object's masks' placeholders, in order across turns. A conversation without any is laid out as
+    inference lays out a question (`region_question` on the first turn).
+    """
+    turns = [(_BRACKETED_REGION.sub(REGION_PLACEHOLDER, user), answer) for user, answer in turns]
+    found = sum(user.count(REGION_PLACEHOLDER) for user, _ in turns)
+    if found == 0:
+        return [(region_question(turns[0][0], masks_per_object), turns[0][1]), *turns[1:]] if turns else []
+    if found != len(masks_per_object) or found == sum(int(n) for n in masks_per_object):
+        return turns  # one per mask already (or a wrong count, which `check_region_placeholders` refuses)
+    blocks = iter(REGION_PLACEHOLDER * int(n) for n in masks_per_object)
+    pattern = re.escape(REGION_PLACEHOLDER)
+    return [(re.sub(pattern, lambda _: next(blocks), user), answer) for user, answer in turns]
 
 
 def check_region_placeholders(texts: Sequence[str], num_masks: int) -> list[str]:

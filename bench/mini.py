@@ -30,13 +30,13 @@ from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
 from videorefer.data.jsonl import read_jsonl
+from videorefer.testing.tiny import TINY_FAMILIES, build_tiny
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VIDEO = REPO_ROOT / "examples" / "bigbuckbunny.mp4"
 EXAMPLE_REGIONS = REPO_ROOT / "examples" / "bigbuckbunny.regions.json"
 CONFIG_FILE = "mini_config.json"
 TINY_MAX_NEW_TOKENS = 32  # a random model rarely stops by itself; 32 tokens keeps the CI run short
-TINY_FAMILIES = ("vl3", "v1")  # `--tiny` alone: the first (VideoRefer-VL3, the default family, as the demo's --tiny)
 
 # Hand-written items about the example clip (saved object 0: the bunny, 1: the rock slab; masks on frame 60):
 # (type, question, options, answer, saved objects in the order of the <region> tags). As in the official data, the
@@ -113,20 +113,6 @@ def check_config(out_dir: Path, config: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- the run
-def build_tiny(family: str, path: Path) -> None:
-    """A random tiny model of ``family`` ("vl3" or "v1") in the official layout at ``path``."""
-    if family == "vl3":
-        from videorefer.testing.tiny_vl3 import build_tiny_vl3
-
-        build_tiny_vl3(path, seed=0)
-    elif family == "v1":
-        from videorefer.testing.tiny_model import build_tiny_videorefer
-
-        build_tiny_videorefer(path, seed=0)
-    else:
-        raise ValueError(f"tiny must be one of {TINY_FAMILIES}, got {family!r}")
-
-
 def load_answer_fn(out_dir: Path, model: str | None, tiny: str | None,
                    max_new_tokens: int | None) -> VideoReferAnswerFn:
     """The default answer function on ``model``, or on a random tiny model of family ``tiny`` written to
@@ -134,7 +120,7 @@ def load_answer_fn(out_dir: Path, model: str | None, tiny: str | None,
     if tiny:
         path = out_dir / f"tiny-{tiny}"
         if not (path / "config.json").is_file():
-            build_tiny(tiny, path)
+            build_tiny(tiny, path, seed=0)
         model = str(path)
         max_new_tokens = max_new_tokens or TINY_MAX_NEW_TOKENS
     generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}

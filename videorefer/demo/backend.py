@@ -23,10 +23,11 @@ from typing import Any, Callable, Sequence
 
 from videorefer.api import DEFAULT_MODEL_ID
 
+from videorefer.testing.tiny import TINY_FAMILIES  # `--tiny` alone builds the first
+
 from .limits import Limits
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
-TINY_FAMILIES = ("vl3", "v1")  # `--tiny` builds the first: the family of `videorefer.api.DEFAULT_MODEL_ID`
 MAX_MODEL_FRAMES = 16  # the demo's cap on VL3's 1-fps sampling (a 2-minute video would otherwise give 120 frames)
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"  # as the data engine's Segmentor
 QUANTIZATIONS = ("none", "8bit", "4bit")
@@ -186,13 +187,11 @@ def load_backend(settings: Settings) -> Backend:
     quantization = None if settings.quantization == "none" else settings.quantization
     tiny = settings.tiny_family
     if tiny is not None:
-        from videorefer.testing.tiny_model import build_tiny_videorefer
+        from videorefer.testing.tiny import build_tiny
         from videorefer.testing.tiny_sam2 import build_tiny_sam2
-        from videorefer.testing.tiny_vl3 import build_tiny_vl3
 
         folder = tempfile.mkdtemp(prefix="videorefer-tiny-")
-        build = build_tiny_vl3 if tiny == "vl3" else build_tiny_videorefer
-        model_id = str(build(os.path.join(folder, f"videorefer-{tiny}")))
+        model_id = str(build_tiny(tiny, os.path.join(folder, f"videorefer-{tiny}")))
         sam2_id = build_tiny_sam2(os.path.join(folder, "sam2"))
     from .zerogpu import default_device
 

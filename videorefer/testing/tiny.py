@@ -22,11 +22,14 @@ def _vl3(folder: str | os.PathLike, **kwargs) -> Path:
     return build_tiny_vl3(folder, **kwargs)
 
 
-TINY_FAMILIES: dict[str, Callable[..., Path]] = {"v1": _v1, "vl3": _vl3}
+_BUILDERS: dict[str, Callable[..., Path]] = {"vl3": _vl3, "v1": _v1}
+# The short names, the default first: the family of `videorefer.api.DEFAULT_MODEL_ID` (the demo's and the mini
+# benchmark's plain `--tiny`).
+TINY_FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def build_tiny(family: str, folder: str | os.PathLike, **kwargs) -> Path:
-    """Write a tiny random checkpoint of `family` (`v1` or `vl3`) to `folder`; `kwargs` go to its builder."""
-    if family not in TINY_FAMILIES:
-        raise ValueError(f"unknown tiny model family {family!r}; choose one of {sorted(TINY_FAMILIES)}")
-    return TINY_FAMILIES[family](folder, **kwargs)
+    """Write a tiny random checkpoint of `family` (`vl3` or `v1`) to `folder`; `kwargs` go to its builder."""
+    if family not in _BUILDERS:
+        raise ValueError(f"unknown tiny model family {family!r}; choose one of {', '.join(TINY_FAMILIES)}")
+    return _BUILDERS[family](folder, **kwargs)

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from videorefer.regions import mask_to_rle, objects_from_json, objects_to_json
+from videorefer.regions import mask_to_rle, objects_to_json
 from videorefer.video_io import Video
 
 from .backend import Backend
 from .decode import VideoFile, as_model_video
-from .limits import DemoError, Limits, VideoInfo, check_frame_index, check_question
+from .limits import DemoError, Limits, VideoInfo, check_frame_index, check_question, check_regions
 from .service import ask_stream, decoded_frame_indices, model_errors, regions_for_model
 
 
@@ -37,26 +37,7 @@ def read_regions(doc: Any, info: VideoInfo, limits: Limits) -> tuple[list[dict[i
     doc = _json(doc, "regions")
     if doc is None:
         raise DemoError("Give the regions (the saved-regions JSON with at least one object).")
-    try:
-        objects, names = objects_from_json(doc)
-    except ValueError as error:
-        raise DemoError(f"The regions could not be read: {error}") from None
-    if not objects:
-        raise DemoError("The regions hold no object.")
-    if len(objects) > limits.max_objects:
-        raise DemoError(f"At most {limits.max_objects} objects, got {len(objects)}.")
-    for k, obj in enumerate(objects):
-        if not obj:
-            raise DemoError(f"<object{k}> has no mask on any frame.")
-        for frame, mask in obj.items():
-            if frame >= info.total_frames:
-                raise DemoError(f"<object{k}> has a mask on frame {frame}, but the video has {info.total_frames} frames.")
-            if mask.shape != (info.height, info.width):
-                raise DemoError(
-                    f"<object{k}>'s mask on frame {frame} is {mask.shape[1]}×{mask.shape[0]}, "
-                    f"the video is {info.width}×{info.height}."
-                )
-    return objects, names
+    return check_regions(doc, info, limits)
 
 
 def _history(history: Any) -> list[tuple[str, str]]:

@@ -107,3 +107,31 @@ def check_frame_index(frame_index: Any, info: VideoInfo) -> int:
     if not 0 <= frame_index < info.total_frames:
         raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
     return frame_index
+
+
+def check_regions(doc: dict, info: VideoInfo, limits: Limits, what: str = "The regions") -> tuple[list, list[str]]:
+    """The objects and names of a saved-regions document, checked against the video of `info`: readable, at least one
+    object and at most `limits.max_objects`, every mask on a frame of the video and of its size. `what` names the
+    source in messages ("The regions", "The regions file")."""
+    from videorefer.regions import objects_from_json
+
+    try:
+        objects, names = objects_from_json(doc)
+    except ValueError as error:
+        raise DemoError(f"{what} could not be read: {error}") from None
+    if not objects:
+        raise DemoError(f"{what} hold no object.")
+    if len(objects) > limits.max_objects:
+        raise DemoError(f"{what} hold {len(objects)} objects; at most {limits.max_objects} are allowed.")
+    for k, obj in enumerate(objects):
+        if not obj:
+            raise DemoError(f"<object{k}> has no mask on any frame.")
+        for frame, mask in obj.items():
+            if frame >= info.total_frames:
+                raise DemoError(f"<object{k}> has a mask on frame {frame}, but the video has {info.total_frames} frames.")
+            if mask.shape != (info.height, info.width):
+                raise DemoError(
+                    f"<object{k}>'s mask on frame {frame} is {mask.shape[1]}×{mask.shape[0]}, "
+                    f"the video is {info.width}×{info.height}."
+                )
+    return objects, names

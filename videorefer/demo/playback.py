@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videorefer.regions import objects_from_json, objects_to_json
+from videorefer.regions import objects_to_json
 
-from .limits import DemoError, Limits
+from .limits import DemoError, Limits, check_regions
 from .overlay import render_overlay
 from .state import DemoState, FramePrompt
 
@@ -115,23 +115,7 @@ def read_regions_file(path: str | os.PathLike | None, state: DemoState, limits: 
     if total is not None and total != info.total_frames:
         raise DemoError(f"This regions file is for a video of {total} frames; this video has {info.total_frames}. "
                         "Load the video it was saved on.")
-    try:
-        objects, names = objects_from_json(doc)
-    except ValueError as error:
-        raise DemoError(f"The regions file could not be read: {error}") from None
-    if not objects:
-        raise DemoError("The regions file holds no object.")
-    if len(objects) > limits.max_objects:
-        raise DemoError(f"The regions file holds {len(objects)} objects; at most {limits.max_objects} are allowed.")
-    for k, obj in enumerate(objects):
-        late = [f for f in obj if f >= info.total_frames]
-        if late:
-            raise DemoError(f"<object{k}> has a mask on frame {late[0]}, but this video has {info.total_frames} frames.")
-        wrong = [m.shape for m in obj.values() if m.shape != (info.height, info.width)]
-        if wrong:
-            raise DemoError(f"<object{k}>'s masks are {wrong[0][1]}×{wrong[0][0]}; this video is "
-                            f"{info.width}×{info.height}.")
-    return objects, names
+    return check_regions(doc, info, limits, what="The regions file")
 
 
 def restore_objects(state: DemoState, objects: list[dict[int, np.ndarray]], names: list[str], limits: Limits) -> int:

@@ -2,7 +2,7 @@
 and a causal LM whose visual inputs are spliced into the input embeddings.
 
 A family's processor subclasses `RegionProcessorMixin` (after `ProcessorMixin`) and names its `visual_keys`; its model
-subclasses `SplicedCausalLMMixin` (before `Qwen2ForCausalLM`) and implements `prepare_multimodal_inputs`.
+subclasses `SplicedCausalLMMixin` (before `Qwen2ForCausalLM`) and implements `encode_visual` and `splice_inputs`.
 """
 
 from __future__ import annotations
@@ -82,6 +82,27 @@ class SplicedCausalLMMixin:
     @staticmethod
     def resolve_checkpoint_config(config: Any, path) -> None:
         """Fill in what an official config.json only names (a family overrides this)."""
+
+    def prepare_multimodal_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        visual_features: Any = None,
+        padding_side: str = "right",
+        **visual_inputs,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Spliced `(inputs_embeds (b, L', d), attention_mask (b, L'), position_ids (b, L'), labels (b, L') or None)`
+        from ids and the family's visual inputs (`visual_keys`, plus `visual_options`), or from `visual_features`
+        already computed by `encode_visual` (e.g. for a follow-up question)."""
+        unknown = set(visual_inputs) - {*self.visual_keys, *self.visual_options}
+        if unknown:
+            raise ValueError(f"unknown visual inputs {sorted(unknown)}; expected some of {list(self.visual_keys)}")
+        if visual_features is None:
+            if not any(key in visual_inputs for key in self.visual_keys):
+                raise ValueError(f"prepare_multimodal_inputs needs visual_features or some of {list(self.visual_keys)}")
+            visual_features = self.encode_visual(**visual_inputs)
+        return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
 
     def _visual_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Pops the visual inputs and options out of `kwargs`; returns those that are given."""

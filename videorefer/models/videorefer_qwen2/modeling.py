@@ -186,21 +186,3 @@ class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
         position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
         spliced_labels = torch.stack([pad(l, IGNORE_LABEL) for l in label_rows]) if labels is not None else None
         return inputs_embeds, attention, position_ids, spliced_labels
-
-    def prepare_multimodal_inputs(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        visual_features: VisualFeatures | None = None,
-        padding_side: str = "right",
-        pixel_values: torch.Tensor | None = None,
-        region_inputs: PooledRegionInputs | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Spliced `(inputs_embeds, attention_mask, position_ids, labels)` from ids and visual inputs (or features
-        already computed by `encode_visual`, e.g. for a follow-up question)."""
-        if visual_features is None:
-            if pixel_values is None:
-                raise ValueError("prepare_multimodal_inputs needs pixel_values or visual_features")
-            visual_features = self.encode_visual(pixel_values, region_inputs)
-        return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)

@@ -282,23 +282,6 @@ class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
             spliced_labels[row, column] = labels.masked_fill(is_image | is_region, IGNORE_LABEL)[keep]
         return inputs_embeds, attention, position_ids, spliced_labels
 
-    def prepare_multimodal_inputs(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        visual_features: VL3VisualFeatures | None = None,
-        padding_side: str = "right",
-        kmeans_generator: torch.Generator | None = None,
-        **visual_inputs,
-    ):
-        unknown = set(visual_inputs) - set(VISUAL_KEYS)
-        if unknown:
-            raise ValueError(f"unknown visual inputs {sorted(unknown)}; expected some of {list(VISUAL_KEYS)}")
-        if visual_features is None:
-            visual_features = self.encode_visual(**visual_inputs, kmeans_generator=kmeans_generator)
-        return self.splice_inputs(input_ids, attention_mask, visual_features, labels, padding_side)
-
 
 def _flash_attention_fits(dtype) -> bool:
     """Flash-attention by default when it is installed with a CUDA device and the weights are half precision (the

@@ -40,8 +40,10 @@ def build_demo(backend: Backend) -> gr.Blocks:
     with gr.Blocks(title="VideoRefer demo") as demo:
         state = gr.State(None, time_to_live=3600, delete_callback=h.release)
         with gr.Row(equal_height=True):
-            gr.Markdown("# VideoRefer — ask about any object in a video", elem_id="title", scale=2)
-            gr.Markdown(backend.model_card(), elem_id="model-card", scale=3)
+            with gr.Column(scale=2, min_width=300):
+                gr.Markdown("# VideoRefer — ask about any object in a video", elem_id="title")
+            with gr.Column(scale=3, min_width=300):
+                gr.Markdown(backend.model_card(), elem_id="model-card")
         if backend.tiny:
             gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",
                         elem_id="tiny-banner")

@@ -47,7 +47,7 @@ CSS = """
 #video-upload .wrap {min-height:0;}
 #frame img {max-height:calc(100vh - 380px); min-height:160px; width:auto; max-width:100%; margin:auto;}
 #chat {height:max(240px, calc(100vh - 330px)) !important;}
-.gradio-container {max-width:100% !important; overflow-x:hidden;}
+.gradio-container {max-width:100% !important;}
 @media (max-width: 640px) {
   .gradio-container {padding-left:4px !important; padding-right:4px !important;}
   #frame img {max-height:none;}

@@ -130,11 +130,12 @@ def build_demo(backend: Backend) -> gr.Blocks:
             trigger(load, [video, state], loaded, api_visibility="private")
         for start, button in starts:  # one click: load the example, point at its saved objects, ask its question
             button.click(start.fill, None, [video, question], queue=False, api_visibility="private").then(
-                load, [video, state], loaded, api_visibility="private").success(
-                with_status(h.add_saved_objects, "Segmenting the saved objects"), [state],
+                with_status(h.load, "Decoding the video", (1, 3)), [video, state], loaded,
+                api_visibility="private").success(
+                with_status(h.add_saved_objects, "Segmenting the saved objects", (2, 3)), [state],
                 [state, slider, editor, *panel], api_visibility="private", **gpu).success(
-                with_status(h.ask, "Reading the video, then answering"), [question, mode, state], [chat, question],
-                api_visibility="private", **gpu)
+                with_status(h.ask, "Reading the video, then answering", (3, 3)), [question, mode, state],
+                [chat, question], show_progress_on=chat, api_visibility="private", **gpu)
         slider.change(h.scrub, [slider, state], [editor, *panel], show_progress="hidden", api_visibility="private")
         frame.select(with_status(h.on_click, "Segmenting"), [slider, click_mode, state], [state, *panel],
                      api_visibility="private", **gpu)
@@ -159,9 +160,10 @@ def build_demo(backend: Backend) -> gr.Blocks:
                     api_visibility="private", **gpu)
         ask = with_status(h.ask, "Reading the video, then answering")
         for trigger in (send.click, question.submit):
-            trigger(ask, [question, mode, state], [chat, question], api_visibility="private", **gpu)
+            trigger(ask, [question, mode, state], [chat, question], show_progress_on=chat, api_visibility="private",
+                    **gpu)
         describe.click(with_status(h.describe, "Reading the video, then describing"), [mode, state],
-                       [chat, question], api_visibility="private", **gpu)
+                       [chat, question], show_progress_on=chat, api_visibility="private", **gpu)
         stop.click(h.stop, [state], None, queue=False, api_visibility="private")  # ends generation, keeps the text
         demo.unload(h.unload)  # a visitor leaving stops their answer and frees their GPU memory
         relate.click(h.relate_question, [state], [question], api_visibility="private")

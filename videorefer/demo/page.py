@@ -91,15 +91,18 @@ def quick_starts(folder: Path = EXAMPLES_DIR) -> list[QuickStart]:
     return found
 
 
-def status(step: str) -> str:
-    """What a long step says while it runs; on ZeroGPU it may first wait for a GPU to be lent."""
-    return f"{step} (waiting for a GPU first)…" if on_zero_gpu() else f"{step}…"
+def status(desc: str, step: tuple[int, int] | None = None) -> str:
+    """What a long step says while it runs ('Step 2 of 3: segmenting…' within a chain of steps); on ZeroGPU it may
+    first wait for a GPU to be lent."""
+    text = f"Step {step[0]} of {step[1]}: {desc[:1].lower()}{desc[1:]}" if step else desc
+    return f"{text} (waiting for a GPU first)…" if on_zero_gpu() else f"{text}…"
 
 
-def with_status(fn: Callable, desc: str) -> Callable:
+def with_status(fn: Callable, desc: str, step: tuple[int, int] | None = None) -> Callable:
     """`fn` (an event handler, a function or a generator) that first shows `desc` on its outputs (gradio's progress
-    overlay, beside the queue position and the elapsed time) and then runs as before. Gradio passes the progress
-    tracker as one more argument, after `fn`'s own (found from the signature given here)."""
+    overlay, beside the queue position and the elapsed time) and then runs as before. `step` = (k, n): step k of a
+    chain of n, shown as such and as the bar's level. Gradio passes the progress tracker as one more argument, after
+    `fn`'s own (found from the signature given here)."""
     signature = inspect.signature(fn)
     tracker = inspect.Parameter("status_progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress())
     params = [p for p in signature.parameters.values()
@@ -107,7 +110,8 @@ def with_status(fn: Callable, desc: str) -> Callable:
 
     def split(args: tuple) -> tuple:
         *own, progress = args
-        progress(0, desc=status(desc))  # gradio shows a description only beside a progress level
+        level = (step[0] - 1) / step[1] if step else 0.0
+        progress(level, desc=status(desc, step))  # gradio shows a description only beside a progress level
         return own
 
     if inspect.isgeneratorfunction(fn):

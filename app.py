@@ -25,7 +25,7 @@ from videorefer.demo.backend import Backend, Settings, load_backend, parse_setti
 from videorefer.demo.limits import IMAGE_SUFFIXES  # noqa: E402
 from videorefer.demo.handlers import CLICK_LABELS, MODE_LABELS, DemoHandlers  # noqa: E402
 from videorefer.demo.overlay import legend_html  # noqa: E402
-from videorefer.demo.page import CSS, HINT, INSTRUCTIONS, quick_starts, with_status  # noqa: E402
+from videorefer.demo.page import CSS, HINT, INSTRUCTIONS, quick_starts, unless_stopped, with_status  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 
@@ -128,14 +128,15 @@ def build_demo(backend: Backend) -> gr.Blocks:
         loaded = [state, slider, editor, chat, *panel]
         for trigger in (video.upload, video.clear):  # the examples below set the video themselves
             trigger(load, [video, state], loaded, api_visibility="private")
-        for start, button in starts:  # one click: load the example, point at its saved objects, ask its question
+        decode_step = with_status(h.load, "Decoding the video", (1, 3))  # an example's one click: three steps
+        saved_step = with_status(h.add_saved_objects, "Segmenting the saved objects", (2, 3))
+        answer_step = with_status(unless_stopped(h.ask), "Reading the video, then answering", (3, 3))
+        for start, button in starts:
             button.click(start.fill, None, [video, question], queue=False, api_visibility="private").then(
-                with_status(h.load, "Decoding the video", (1, 3)), [video, state], loaded,
-                api_visibility="private").success(
-                with_status(h.add_saved_objects, "Segmenting the saved objects", (2, 3)), [state],
-                [state, slider, editor, *panel], api_visibility="private", **gpu).success(
-                with_status(h.ask, "Reading the video, then answering", (3, 3)), [question, mode, state],
-                [chat, question], show_progress_on=chat, api_visibility="private", **gpu)
+                decode_step, [video, state], loaded, api_visibility="private").success(
+                saved_step, [state], [state, slider, editor, *panel], api_visibility="private", **gpu).success(
+                answer_step, [question, mode, state], [chat, question], show_progress_on=chat,
+                api_visibility="private", **gpu)
         slider.change(h.scrub, [slider, state], [editor, *panel], show_progress="hidden", api_visibility="private")
         frame.select(with_status(h.on_click, "Segmenting"), [slider, click_mode, state], [state, *panel],
                      api_visibility="private", **gpu)

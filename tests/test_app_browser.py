@@ -62,6 +62,25 @@ def _frame_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator("#frame img").screenshot())).convert("RGB"), dtype=np.int16)
 
 
+def _watch_the_answer(page) -> None:
+    """Record the length of the chat's last answer each time the chat changes (`window.__answerLengths`)."""
+    page.evaluate("""() => {
+        window.__answerLengths = [];
+        new MutationObserver(() => {
+            const bots = document.querySelectorAll('#chat .message.bot, #chat [data-testid="bot"]');
+            if (bots.length) window.__answerLengths.push(bots[bots.length - 1].innerText.length);
+        }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
+    }""")
+
+
+def _assert_the_answer_streams(page) -> None:
+    """The answer watched by `_watch_the_answer` appeared and grew in at least two steps."""
+    page.wait_for_function("() => window.__answerLengths.filter(n => n > 1).length > 0", timeout=60_000)
+    page.wait_for_timeout(2000)
+    lengths = page.evaluate("() => window.__answerLengths")
+    assert len({n for n in lengths if n > 1}) >= 2, f"the answer did not stream: {lengths}"
+
+
 def test_upload_click_ask_in_a_real_browser(server, tmp_path):
     server, log, tiny_family = server
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -87,20 +106,11 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             blue = np.array([31, 119, 180])  # <object0>'s outline colour
             assert (np.abs(after - blue).sum(-1) < 40).sum() > 50
 
-            page.evaluate("""() => {
-                window.__answerLengths = [];
-                new MutationObserver(() => {
-                    const bots = document.querySelectorAll('#chat .message.bot, #chat [data-testid="bot"]');
-                    if (bots.length) window.__answerLengths.push(bots[bots.length - 1].innerText.length);
-                }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
-            }""")
+            _watch_the_answer(page)
             page.locator("#question textarea").fill("What is <object0> doing?")
             page.locator("#send").click()
             sync_api.expect(page.locator("#chat")).to_contain_text("<object0>", timeout=60_000)
-            page.wait_for_function("() => window.__answerLengths.filter(n => n > 1).length > 0", timeout=60_000)
-            page.wait_for_timeout(2000)
-            lengths = page.evaluate("() => window.__answerLengths")
-            assert len({n for n in lengths if n > 1}) >= 2, f"the answer did not stream: {lengths}"
+            _assert_the_answer_streams(page)
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'demo.png'}")
             assert (tmp_path / "demo.png").stat().st_size > 10_000
@@ -271,22 +281,13 @@ def test_one_view_one_click_and_a_phone(server, tmp_path):
             expect(start).to_contain_text("What is the bunny doing?")
             expect(page.locator("#chat")).to_be_attached()
             assert _in_view(page, ".quick-start")
-            page.evaluate("""() => {
-                window.__answerLengths = [];
-                new MutationObserver(() => {
-                    const bots = document.querySelectorAll('#chat .message.bot, #chat [data-testid="bot"]');
-                    if (bots.length) window.__answerLengths.push(bots[bots.length - 1].innerText.length);
-                }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
-            }""")
+            _watch_the_answer(page)
             before_click = time.time()
             start.click()  # the one click
             expect(page.locator("#frame-caption")).to_contain_text("Frame 60 of 132", timeout=60_000)  # saved frame
             expect(page.locator("#legend")).to_contain_text("bunny", timeout=60_000)
             expect(page.locator("#chat")).to_contain_text("What is", timeout=60_000)
-            page.wait_for_function("() => window.__answerLengths.filter(n => n > 1).length > 0", timeout=60_000)
-            page.wait_for_timeout(2000)
-            lengths = page.evaluate("() => window.__answerLengths")
-            assert len({n for n in lengths if n > 1}) >= 2, f"the answer did not stream: {lengths}"
+            _assert_the_answer_streams(page)
             assert page.locator("#question textarea").input_value() == ""  # asked, not left in the box
             print(f"one click to an answer: {time.time() - before_click:.1f} s")
 

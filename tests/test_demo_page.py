@@ -10,7 +10,7 @@ import gradio as gr
 import pytest
 from gradio.helpers import special_args
 
-from videorefer.demo.page import EXAMPLES_DIR, quick_starts, status, with_status
+from videorefer.demo.page import EXAMPLES_DIR, quick_starts, status, unless_stopped, with_status
 from videorefer.prompts import check_object_tags
 
 
@@ -85,3 +85,18 @@ def test_on_zero_gpu_the_status_says_it_may_wait_for_a_gpu(monkeypatch):
     assert status("Segmenting") == "Segmenting…"
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert status("Segmenting", (2, 3)) == "Step 2 of 3: segmenting (waiting for a GPU first)…"
+
+
+def test_stop_pressed_before_the_answer_step_keeps_it_from_starting():
+    """An example's one click: Stop pressed while the video decodes or the saved objects are segmented means no
+    answer; otherwise the answer streams as usual."""
+    from videorefer.demo.state import DemoState
+
+    state = DemoState(info=None, frame_indices=[0], session=None)
+    answer = unless_stopped(Handlers().ask)
+    assert list(answer("Why?", state)) == ["Why?", "Why?!"]
+    state.stop_event.set()  # the visitor pressed Stop
+    (skipped,) = list(answer("Why?", state))
+    assert len(skipped) == 2 and all(isinstance(update, type(gr.skip())) for update in skipped)
+    assert list(answer("Why?", None)) == ["Why?", "Why?!"]  # no state: the handler says what is missing
+    state.forget_stop_event()

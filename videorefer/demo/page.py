@@ -125,3 +125,18 @@ def with_status(fn: Callable, desc: str, step: tuple[int, int] | None = None) ->
 
     wrapper.__signature__ = signature.replace(parameters=[*params, tracker])
     return wrapper
+
+
+def unless_stopped(answer: Callable) -> Callable:
+    """The answer step at the end of a chain of steps (an example's one click), `answer(..., state)` streaming (chat,
+    question box): it does not start when Stop was pressed during the earlier steps (the state's stop event is set;
+    the answer itself clears it when it starts). Chat and question box then stay as they are."""
+    @functools.wraps(answer)
+    def wrapper(*args):
+        state = args[-1]
+        if state is not None and state.stop_event.is_set():
+            yield gr.skip(), gr.skip()
+            return
+        yield from answer(*args)
+
+    return wrapper

@@ -40,9 +40,9 @@ def build_demo(backend: Backend) -> gr.Blocks:
     with gr.Blocks(title="VideoRefer demo") as demo:
         state = gr.State(None, time_to_live=3600, delete_callback=h.release)
         with gr.Row(equal_height=True):
-            with gr.Column(scale=2, min_width=300):
+            with gr.Column(scale=1, min_width=300):
                 gr.Markdown("# VideoRefer — ask about any object in a video", elem_id="title")
-            with gr.Column(scale=3, min_width=300):
+            with gr.Column(scale=1, min_width=300):
                 gr.Markdown(backend.model_card(), elem_id="model-card")
         if backend.tiny:
             gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",

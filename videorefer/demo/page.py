@@ -23,8 +23,8 @@ from .service import EXAMPLES_DIR
 from .zerogpu import on_zero_gpu
 
 
-HINT = ("**Try an example**, or upload a video → **click the object** on the frame → **ask** about `<object0>` in "
-        "the chat. More under *How to use* below.")
+HINT = ("**Try an example**, or upload a video → **click the object** on the frame → **ask** about `<object0>` in the "
+        "chat (help: *How to use*).")
 INSTRUCTIONS = """
 1. **Upload a video** (or a photo) or pick an example. Move the slider to any frame.
 2. **Point at an object**: click on the frame (positive / negative clicks or two box corners), or paint it in the
@@ -41,10 +41,11 @@ INSTRUCTIONS = """
 CSS = """
 .tiny-banner {background:#fff3cd;border:2px solid #e0a800;border-radius:8px;padding:0 10px;}
 .tiny-banner p {margin:0; font-size:0.85rem;}
-#title h1 {margin:0 !important; font-size:1.4rem !important;}
+#title h1 {margin:0 !important; font-size:1.3rem !important;}
 #model-card *, #hint *, #quick-starts-label * {font-size:0.8rem !important; line-height:1.35 !important;}
-#video-upload {max-height:110px;}
-#video-upload .wrap {min-height:0;}
+#video-upload {max-height:120px;}
+#video-upload [data-testid="upload-text"] {font-size:0.85rem; line-height:1.25; padding-top:14px;}
+#video-upload [data-testid="upload-icon"] {height:1.2em; width:1.2em;}
 #frame img {max-height:calc(100vh - 380px); min-height:160px; width:auto; max-width:100%; margin:auto;}
 #chat {height:max(240px, calc(100vh - 330px)) !important;}
 .gradio-container {max-width:100% !important;}

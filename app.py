@@ -83,6 +83,20 @@ def build_demo(backend: Backend) -> gr.Blocks:
                     clear = gr.Button("Clear clicks on this frame", size="sm", min_width=120)
                     track = gr.Button("Track objects through the video", variant="primary", size="sm",
                                       elem_id="track", min_width=160)
+            with gr.Column(scale=2, min_width=300):  # the objects and the chat about them
+                legend = gr.HTML(legend_html([], [], None), elem_id="legend")
+                chat = gr.Chatbot(label="Chat", elem_id="chat", height=360)
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask about <object0>, <object1>, …", show_label=False, scale=5,
+                                          elem_id="question", min_width=220)
+                    send = gr.Button("Send", variant="primary", scale=1, elem_id="send", min_width=60)
+                    stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", min_width=60)
+                with gr.Row():
+                    describe = gr.Button("Describe the selected object", size="sm", min_width=120)
+                    relate = gr.Button("How do these objects relate?", size="sm", min_width=120)
+                    clear_chat = gr.Button("Clear chat", size="sm", min_width=80)
+        with gr.Row():  # below the frame and the chat (on a phone: after the chat)
+            with gr.Column(scale=3, min_width=300):
                 with gr.Row(visible=backend.finder is not None):  # Find by name (Grounding DINO + SAM 2.1)
                     find_text = gr.Textbox(label="Find by name", placeholder="the rabbit, every car", scale=3,
                                            elem_id="find-text", min_width=160)
@@ -102,18 +116,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
                 with gr.Accordion("How to use", open=False, elem_id="help"):
                     gr.Markdown(INSTRUCTIONS)
                     gr.Markdown(settings.limits.describe(), elem_id="limits")
-            with gr.Column(scale=2, min_width=300):  # the objects and the chat about them
-                legend = gr.HTML(legend_html([], [], None), elem_id="legend")
-                chat = gr.Chatbot(label="Chat", elem_id="chat", height=360)
-                with gr.Row():
-                    question = gr.Textbox(placeholder="Ask about <object0>, <object1>, …", show_label=False, scale=5,
-                                          elem_id="question", min_width=160)
-                    send = gr.Button("Send", variant="primary", scale=1, elem_id="send", min_width=60)
-                    stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", min_width=60)
-                with gr.Row():
-                    describe = gr.Button("Describe the selected object", size="sm", min_width=120)
-                    relate = gr.Button("How do these objects relate?", size="sm", min_width=120)
-                    clear_chat = gr.Button("Clear chat", size="sm", min_width=80)
+            with gr.Column(scale=2, min_width=300):
                 with gr.Accordion("More: saved objects, renaming, frames the model sees", open=False):
                     use_saved = gr.Button("Use saved objects (examples)", size="sm", elem_id="use-saved")
                     with gr.Row():

@@ -25,18 +25,17 @@ import time
 from pathlib import Path
 
 from bench import bench_d, bench_q
-from bench.common import VideoReferAnswerFn
+from bench.common import TINY_MAX_NEW_TOKENS, VideoReferAnswerFn
 from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
 from videorefer.data.jsonl import read_jsonl
-from videorefer.testing.tiny import TINY_FAMILIES, build_tiny
+from videorefer.testing.tiny import TINY_FAMILIES, tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VIDEO = REPO_ROOT / "examples" / "bigbuckbunny.mp4"
 EXAMPLE_REGIONS = REPO_ROOT / "examples" / "bigbuckbunny.regions.json"
 CONFIG_FILE = "mini_config.json"
-TINY_MAX_NEW_TOKENS = 32  # a random model rarely stops by itself; 32 tokens keeps the CI run short
 
 # Hand-written items about the example clip (saved object 0: the bunny, 1: the rock slab; masks on frame 60):
 # (type, question, options, answer, saved objects in the order of the <region> tags). As in the official data, the
@@ -115,16 +114,16 @@ def check_config(out_dir: Path, config: dict) -> None:
 # ------------------------------------------------------------------------------------------------------- the run
 def load_answer_fn(out_dir: Path, model: str | None, tiny: str | None,
                    max_new_tokens: int | None) -> VideoReferAnswerFn:
-    """The default answer function on ``model``, or on a random tiny model of family ``tiny`` written to
-    ``OUT_DIR/tiny-<family>``."""
+    """The default answer function on ``model``, or on the random tiny model of family ``tiny``
+    (``videorefer.testing.tiny.tiny_checkpoint``, built once)."""
     if tiny:
-        path = out_dir / f"tiny-{tiny}"
-        if not (path / "config.json").is_file():
-            build_tiny(tiny, path, seed=0)
-        model = str(path)
+        model = str(tiny_checkpoint(tiny))
         max_new_tokens = max_new_tokens or TINY_MAX_NEW_TOKENS
     generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    return VideoReferAnswerFn.from_pretrained(model, generation=generation)
+    answer_fn = VideoReferAnswerFn.from_pretrained(model, generation=generation)
+    if tiny:
+        answer_fn.name = f"tiny-{tiny}"
+    return answer_fn
 
 
 def run_mini(out_dir: str | Path, model: str | None = None, tiny: str | None = None, videos: int = 6,

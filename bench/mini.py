@@ -29,7 +29,7 @@ from bench.common import TINY_MAX_NEW_TOKENS, VideoReferAnswerFn
 from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
-from videorefer.data.jsonl import read_jsonl
+from bench.scoring import read_run
 from videorefer.testing.tiny import TINY_FAMILIES, tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -151,18 +151,21 @@ def run_mini(out_dir: str | Path, model: str | None = None, tiny: str | None = N
     tables: dict[str, str] = {}
     for mode in modes:
         preds = out_dir / f"preds_q_{mode}.jsonl"
-        bench_q.run_bench_q(q_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames)
+        bench_q.run_bench_q(q_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames,
+                            question_file=q_path)
         tables[f"q_{mode}"] = bench_q.score_files([str(preds)])
     with local_judge() as judge_url:
         client = JudgeClient(url=judge_url, model=JUDGE_MODEL, timeout=30, retries=2, backoff=0.1)
         for mode in modes:
             preds, scores = out_dir / f"preds_d_{mode}.jsonl", out_dir / f"scores_d_{mode}.jsonl"
-            bench_d.run_bench_d(d_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames)
+            bench_d.run_bench_d(d_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames,
+                                question_file=d_path)
             counts = judge_predictions(bench_d.latest_predictions([str(preds)]), str(scores), client, workers=2)
             if counts["errors"]:
                 raise RuntimeError(f"the local judge failed on {counts['errors']} item(s); see {scores}")
-            summary = bench_d.summarize(read_jsonl(scores))
-            tables[f"d_{mode}"] = bench_d.format_table(summary, label=f"ours, {mode} (TEST judge)")
+            run = read_run([str(scores)], "scores")
+            tables[f"d_{mode}"] = bench_d.format_table(bench_d.summarize(run.records),
+                                                       label=f"ours, {mode} (TEST judge)", run=run)
     print(f"[mini] {answer_fn.summary()}")
     print(f"[mini] done in {time.monotonic() - start:.0f} s; outputs in {out_dir}")
     return tables

@@ -144,16 +144,16 @@ def fit_to_device(config: dict[str, Any]) -> list[str]:
     changes = []
 
     def set_(key: str, value: Any, why: str) -> None:
-        if config.get(key) != value:
-            changes.append(f"{key}={value} ({why}; was {config.get(key)})")
+        old = config[key] if key in config else TrainingArguments.__dataclass_fields__[key].default
+        if old != value:
+            changes.append(f"{key}={value} ({why}; was {old})")
             config[key] = value
 
     if not torch.cuda.is_available():
         for key in ("bf16", "fp16", "tf32"):
             if config.get(key):
                 set_(key, False, "no GPU")
-        if config.get("dataloader_pin_memory", True):
-            set_("dataloader_pin_memory", False, "no GPU")
+        set_("dataloader_pin_memory", False, "no GPU")
     elif torch.cuda.get_device_capability()[0] < 8:
         if config.get("tf32"):
             set_("tf32", False, "GPU older than Ampere")

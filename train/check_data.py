@@ -84,34 +84,32 @@ def default_data_folder(data_path: str | os.PathLike | Sequence[str | os.PathLik
     return Path(first).parent
 
 
-class _VideoSizes:
-    """`(total_frames, height, width)` of each video or image, read once per path; a failure is the message."""
+def _read_sizes(sources: set[tuple[str, Path]]) -> dict[tuple[str, Path], tuple[int, int, int] | str]:
+    """`(total_frames, height, width)` of every video or image (first frame decoded), or the failure's message;
+    read in threads (the decoders release the GIL), each path once."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    def __init__(self) -> None:
-        self.cache: dict[str, tuple[int, int, int] | str] = {}
+    ordered = sorted(sources)
+    workers = max(1, min(16, os.cpu_count() or 1, len(ordered)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(ordered, pool.map(lambda source: _read_size(*source), ordered)))
 
-    def __call__(self, kind: str, path: Path) -> tuple[int, int, int] | str:
-        key = f"{kind}:{path}"
-        if key not in self.cache:
-            self.cache[key] = self._read(kind, path)
-        return self.cache[key]
 
-    @staticmethod
-    def _read(kind: str, path: Path) -> tuple[int, int, int] | str:
-        if not path.exists():
-            return f"{kind} not found: {path}"
-        try:
-            if kind == "image":
-                from PIL import Image
+def _read_size(kind: str, path: Path) -> tuple[int, int, int] | str:
+    if not path.exists():
+        return f"{kind} not found: {path}"
+    try:
+        if kind == "image":
+            from PIL import Image
 
-                with Image.open(path) as image:
-                    return 1, image.height, image.width
-            from videorefer.video_io import video_info
+            with Image.open(path) as image:
+                return 1, image.height, image.width
+        from videorefer.video_io import video_info
 
-            total, _fps, height, width = video_info(path)
-            return total, height, width
-        except Exception as err:  # noqa: BLE001 (any decoder failure is this sample's problem, reported with it)
-            return f"cannot decode the {kind} {path}: {err}"
+        total, _fps, height, width = video_info(path)
+        return total, height, width
+    except Exception as err:  # noqa: BLE001 (any decoder failure is this sample's problem, reported with it)
+        return f"cannot decode the {kind} {path}: {err}"
 
 
 def _annotation_problems(annotation: Any, size: tuple[int, int, int] | None) -> list[str]:
@@ -144,8 +142,14 @@ def check_samples(samples: list[dict], data_folder: str | os.PathLike | None,
                   placeholder_counts: PlaceholderCounts | None = None, source: str = "the data") -> DataReport:
     """Check every sample (see the module docstring); `placeholder_counts` adds the family's `<region>` rule."""
     report = DataReport(samples=samples, names=[sample_name(s, k) for k, s in enumerate(samples)], source=source)
-    sizes = _VideoSizes()
     folder = Path(data_folder) if data_folder is not None else None
+    sources: dict[int, tuple[str, Path] | str] = {}
+    for index, sample in enumerate(samples):
+        try:
+            sources[index] = source_path(sample, folder, report.names[index]) if isinstance(sample, Mapping) else ""
+        except ValueError as err:
+            sources[index] = str(err).removeprefix(f"{report.names[index]}: ")
+    sizes = _read_sizes({s for s in sources.values() if isinstance(s, tuple)})
     for index, sample in enumerate(samples):
         name, problems = report.names[index], []
         if not isinstance(sample, Mapping):
@@ -164,13 +168,12 @@ def check_samples(samples: list[dict], data_folder: str | os.PathLike | None,
                                      for value in per_frame.values()
                                      if value is None or (isinstance(value, Mapping) and value.get("segmentation") is None))
         size = None
-        try:
-            kind, path = source_path(sample, folder, name)
-        except ValueError as err:
-            problems.append(str(err).removeprefix(f"{name}: "))
+        if isinstance(sources[index], str):
+            problems.append(sources[index])
         else:
+            kind, path = sources[index]
             report.videos.add(str(path))
-            info = sizes(kind, path)
+            info = sizes[sources[index]]
             if isinstance(info, str):
                 problems.append(info)
             else:

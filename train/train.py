@@ -139,7 +139,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[
 
 def fit_to_device(config: dict[str, Any]) -> list[str]:
     """Choose the hardware-dependent settings for this machine (in place) and say what changed: without CUDA,
-    bf16 / fp16 / tf32 go off (float32 on the CPU); on a GPU older than Ampere tf32 goes off and bf16 becomes fp16;
+    bf16 / fp16 / tf32 and DeepSpeed go off (float32 on the CPU); on a GPU older than Ampere tf32 goes off and bf16
+    becomes fp16;
     data-loader workers are capped by the CPU cores this process may use (half of them without a GPU)."""
     changes = []
 
@@ -153,6 +154,8 @@ def fit_to_device(config: dict[str, Any]) -> list[str]:
         for key in ("bf16", "fp16", "tf32"):
             if config.get(key):
                 set_(key, False, "no GPU")
+        if config.get("deepspeed"):
+            set_("deepspeed", None, "no GPU: DeepSpeed's ZeRO shards over GPUs")
         set_("dataloader_pin_memory", False, "no GPU")
     elif torch.cuda.get_device_capability()[0] < 8:
         if config.get("tf32"):

@@ -86,3 +86,13 @@ def test_bench_d_scores_name_model_and_judge_and_refuse_mixed_runs(tmp_path):
     path.write_text("".join(json.dumps(record(i, mode=mode)) + "\n" for i, mode in ((0, "single"), (1, "multi"))))
     with pytest.raises(ValueError, match="different runs"):
         bench_d.score_files([str(path)])
+
+
+def test_runner_progress_has_an_eta(tmp_path, capsys):
+    from bench.common import _duration, run_resumable
+
+    items = [{"id": i, "video": "v.mp4"} for i in range(10)]
+    run_resumable(items, tmp_path / "out.jsonl", lambda item: {"id": item["id"], "pred": "A"}, label="t")
+    out = capsys.readouterr().out
+    assert "[t] 10/10 (" in out and "items/s, ETA 0s)" in out
+    assert (_duration(3725), _duration(65), _duration(9.4)) == ("1h02m", "1m05s", "9s")

@@ -89,3 +89,6 @@ def test_skipping_trains_on_the_rest_and_counts(bad_data, tiny_checkpoint, tmp_p
     assert len(trainer.data_report.problems) == 3
     assert "skipped 3 of 8 samples of data_path with problems" in caplog.text
     assert all(sample_id in caplog.text for sample_id in BAD)
+    # The log says what was loaded and where the output is.
+    assert f"region encoder: the one in {tiny_checkpoint}" in caplog.text
+    assert f"model (official layout): {tmp_path / 'out'}" in caplog.text

@@ -216,7 +216,7 @@ def answer_items(items: list[dict], video_root: str | Path, output: str | Path, 
 
 
 # ------------------------------------------------------------------------------------------ the `run` subcommand
-#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N) -> new records``
+#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N, question_file=...) -> new records``
 Runner = Callable[..., int]
 
 

@@ -25,3 +25,8 @@ def test_every_shipped_config_builds_its_arguments_on_a_cpu(path, monkeypatch):
         assert [c.split(" ")[0] for c in changes] == ["bf16=False", "tf32=False", "dataloader_pin_memory=False",
                                                       "dataloader_num_workers=1"]
         assert changes[0] == "bf16=False (no GPU; was True)"
+
+
+def test_an_unknown_on_mismatch_is_refused_naming_it():
+    with pytest.raises(ValueError, match="on_mismatch must be one of .* got 'skp'"):
+        load_config(CONFIGS[0], ["data_path=x.json", "output_dir=out", "model_name_or_path=m", "on_mismatch=skp"])

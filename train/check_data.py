@@ -26,7 +26,8 @@ from train.data import (
 )
 from videorefer.prompts import REGION_PLACEHOLDER
 
-__all__ = ["DataReport", "DataProblems", "check_samples", "check_data_files", "default_data_folder", "main"]
+__all__ = ["DataReport", "DataProblems", "check_samples", "check_data_files", "default_data_folder", "require_files",
+           "main"]
 
 #: `placeholder_counts(masks_per_object) -> accepted <region> counts` (a processor's `region_placeholder_counts`).
 PlaceholderCounts = Callable[[Sequence[int]], Sequence[int]]
@@ -193,15 +194,21 @@ def check_samples(samples: list[dict], data_folder: str | os.PathLike | None,
     return report
 
 
+def require_files(data_path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """The data file(s) as a list; `DataProblems` naming the first that does not exist."""
+    paths = [data_path] if isinstance(data_path, (str, os.PathLike)) else list(data_path)
+    for path in paths:
+        if not Path(path).is_file():
+            raise DataProblems(f"data file not found: {path}")
+    return paths
+
+
 def check_data_files(data_path: str | os.PathLike | Sequence[str | os.PathLike],
                      data_folder: str | os.PathLike | None = None,
                      placeholder_counts: PlaceholderCounts | None = None) -> DataReport:
     """Read JSON / JSONL file(s) whole and check them (relative videos start at `data_folder`, default the file's
     folder)."""
-    paths = [data_path] if isinstance(data_path, (str, os.PathLike)) else list(data_path)
-    for path in paths:
-        if not Path(path).is_file():
-            raise ValueError(f"data file not found: {path}")
+    paths = require_files(data_path)
     folder = data_folder if data_folder is not None else default_data_folder(paths)
     return check_samples(load_samples(paths), folder, placeholder_counts, source=", ".join(map(str, paths)))
 

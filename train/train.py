@@ -40,8 +40,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from train.checkpoints import (
     REGION_ENCODER_FILE, copy_vision_folder, load_region_encoder, save_merged_adapter, save_region_encoder,
 )
-from train.check_data import DataReport, DataProblems, check_data_files, default_data_folder
-from train.data import VideoReferCollator, VideoReferDataset
+from train.check_data import DataProblems, DataReport, check_data_files, default_data_folder, require_files
+from train.data import ON_MISMATCH, VideoReferCollator, VideoReferDataset
 from videorefer.api import load_model_and_processor
 from videorefer.compat.trainer import PartialCheckpointTrainer
 from videorefer.testing.tiny import TINY_FAMILIES, tiny_checkpoint
@@ -127,6 +127,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[
         raise ValueError(f"stage must be one of {STAGES}, got {config['stage']!r}")
     if config["tuning"] not in TUNINGS:
         raise ValueError(f"tuning must be one of {TUNINGS}, got {config['tuning']!r}")
+    if config["on_mismatch"] not in ON_MISMATCH:
+        raise ValueError(f"on_mismatch must be one of {ON_MISMATCH}, got {config['on_mismatch']!r}")
     if config["tiny"] is not None:
         if config["tiny"] not in TINY_FAMILIES:
             raise ValueError(f"tiny must be one of {TINY_FAMILIES}, got {config['tiny']!r}")
@@ -139,9 +141,9 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[
 
 def fit_to_device(config: dict[str, Any]) -> list[str]:
     """Choose the hardware-dependent settings for this machine (in place) and say what changed: without CUDA,
-    bf16 / fp16 / tf32 and DeepSpeed go off (float32 on the CPU); on a GPU older than Ampere tf32 goes off and bf16
-    becomes fp16;
-    data-loader workers are capped by the CPU cores this process may use (half of them without a GPU)."""
+    bf16 / fp16 / tf32, DeepSpeed and pinned memory go off (float32 on the CPU); on a GPU older than Ampere tf32 goes
+    off and bf16 becomes fp16; data-loader workers are capped by the CPU cores this process may use (half of them
+    without a GPU)."""
     changes = []
 
     def set_(key: str, value: Any, why: str) -> None:
@@ -299,6 +301,9 @@ def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrai
 
     for change in fit_to_device(config):
         logger.info("for this machine: %s", change)
+    for key in ("data_path", "eval_data_path"):
+        if config[key]:
+            require_files(config[key])  # before the processor: a wrong path fails at once
     path = config["model_name_or_path"]
     counts = family_for_checkpoint(path).processor_class.from_pretrained(path).region_placeholder_counts
     report = checked_data(config, "data_path", counts)  # before the model: a bad file fails in seconds

@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
     elif args.command == "judge":
+        try:
+            predictions = latest_predictions(args.predictions)
+        except ValueError as err:  # predictions of different runs
+            raise SystemExit(f"error: {err}") from None
         if args.judge_url == "local":
             from bench.local_judge import MODEL_NAME, local_judge
 
@@ -158,16 +162,14 @@ def main(argv: list[str] | None = None) -> None:
             with local_judge() as url:
                 client = JudgeClient(url=url, model=MODEL_NAME, timeout=args.timeout, retries=args.retries,
                                      backoff=args.backoff)
-                counts = judge_predictions(latest_predictions(args.predictions), args.output, client,
-                                           workers=args.workers)
+                counts = judge_predictions(predictions, args.output, client, workers=args.workers)
         else:
             api_key = os.environ.get(args.api_key_env)
             if not api_key:
                 print(f"[judge] ${args.api_key_env} is not set: sending requests without an Authorization header")
             client = JudgeClient(url=args.judge_url, model=args.judge_model, api_key=api_key, timeout=args.timeout,
                                  retries=args.retries, backoff=args.backoff, temperature=args.temperature)
-            counts = judge_predictions(latest_predictions(args.predictions), args.output, client,
-                                       workers=args.workers)
+            counts = judge_predictions(predictions, args.output, client, workers=args.workers)
         try:
             print(score_files([args.output]))
         except ValueError as err:  # every item failed: there is no table to print

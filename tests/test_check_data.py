@@ -92,3 +92,27 @@ def test_skipping_trains_on_the_rest_and_counts(bad_data, tiny_checkpoint, tmp_p
     # The log says what was loaded and where the output is.
     assert f"region encoder: the one in {tiny_checkpoint}" in caplog.text
     assert f"model (official layout): {tmp_path / 'out'}" in caplog.text
+
+
+def test_images_and_the_official_vl3_layout_are_checked_too(tmp_path):
+    from PIL import Image
+
+    from train.check_data import check_samples
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "photo.png")
+    mask = np.zeros((20, 30), bool)
+    mask[2:5, 2:5] = True
+    conversation = [{"from": "human", "value": "<image>\nWhat is <region>?"}, {"from": "gpt", "value": "A dot."}]
+    samples = [
+        {"id": "ok", "image": "photo.png", "conversations": conversation,
+         "masks": [{"0": mask_to_rle(mask)}]},                                   # VL3 layout: segmentation, no dict
+        {"id": "late", "image": "photo.png", "conversations": conversation, "masks": [{"3": mask_to_rle(mask)}]},
+        {"id": "gone", "image": ["nowhere.png"], "conversations": conversation, "masks": [{"0": mask_to_rle(mask)}]},
+        {"id": "turns", "image": "photo.png", "conversations": conversation[:1], "masks": [{"0": None}]},
+    ]
+    report = check_samples(samples, tmp_path)
+    problems = {report.names[k].split("'")[1]: " | ".join(v) for k, v in report.problems.items()}
+    assert set(problems) == {"late", "gone", "turns"}
+    assert "frame 3 is out of range (the image has 1 frame)" in problems["late"]
+    assert "image not found" in problems["gone"] and "alternate human / gpt" in problems["turns"]
+    assert report.null_masks == 1 and report.masks == [1, 1, 1, 0]

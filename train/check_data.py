@@ -113,8 +113,9 @@ def _read_size(kind: str, path: Path) -> tuple[int, int, int] | str:
         return f"cannot decode the {kind} {path}: {err}"
 
 
-def _annotation_problems(annotation: Any, size: tuple[int, int, int] | None) -> list[str]:
-    """Frame keys and mask sizes of one sample's annotation against its video (`size`: frames, height, width)."""
+def _annotation_problems(annotation: Any, size: tuple[int, int, int] | None, kind: str = "video") -> list[str]:
+    """Frame keys and mask sizes of one sample's annotation against its video or image (`size`: frames, height,
+    width)."""
     if not isinstance(annotation, list):
         return ["'annotation' must be a list with one dict per object"]
     problems = []
@@ -129,13 +130,14 @@ def _annotation_problems(annotation: Any, size: tuple[int, int, int] | None) -> 
                 problems.append(f"object {k}: frame key {key!r} is not a frame index")
                 continue
             if size is not None and not 0 <= frame < size[0]:
-                problems.append(f"object {k}: frame {frame} is out of range (the video has {size[0]} frames)")
+                problems.append(f"object {k}: frame {frame} is out of range (the {kind} has {size[0]} "
+                                f"frame{'s' if size[0] != 1 else ''})")
             segmentation = value.get("segmentation") if isinstance(value, Mapping) else None
             if isinstance(segmentation, Mapping) and size is not None and "size" in segmentation:
                 mask_size = tuple(int(v) for v in segmentation["size"])
                 if mask_size != size[1:]:
                     problems.append(f"object {k}: the mask on frame {frame} is {mask_size[0]}x{mask_size[1]} but "
-                                    f"the video is {size[1]}x{size[2]} (height x width)")
+                                    f"the {kind} is {size[1]}x{size[2]} (height x width)")
     return problems
 
 
@@ -183,7 +185,7 @@ def check_samples(samples: list[dict], data_folder: str | os.PathLike | None,
                 if all(declared) and (int(declared[0]), int(declared[1])) != size[1:]:
                     problems.append(f"the sample says {declared[0]}x{declared[1]} but the {kind} is "
                                     f"{size[1]}x{size[2]} (height x width)")
-        problems += _annotation_problems(annotation, size)
+        problems += _annotation_problems(annotation, size, sources[index][0] if size else "video")
         if placeholder_counts is not None and isinstance(annotation, list):
             regions, accepted = count_regions(sample), tuple(placeholder_counts(per_object))
             if regions not in accepted:

@@ -116,3 +116,16 @@ def test_images_and_the_official_vl3_layout_are_checked_too(tmp_path):
     assert "frame 3 is out of range (the image has 1 frame)" in problems["late"]
     assert "image not found" in problems["gone"] and "alternate human / gpt" in problems["turns"]
     assert report.null_masks == 1 and report.masks == [1, 1, 1, 0]
+
+
+def test_a_malformed_annotation_is_a_problem_not_a_crash(tmp_path):
+    from train.check_data import check_samples
+
+    conversation = [{"from": "human", "value": "<video>\nWhat is <region>?"}, {"from": "gpt", "value": "A dot."}]
+    samples = [{"id": "odd", "video": "v.mp4", "conversations": conversation, "annotation": {"0": None}},
+               {"id": "worse", "video": "v.mp4", "conversations": conversation, "annotation": [{"0": 5}]}]
+    report = check_samples(samples, tmp_path)
+    assert sorted(report.problems) == [0, 1]
+    assert any("list" in message for message in report.problems[0])  # a dict where a list belongs
+    assert any("frame 0 holds '5', not {'segmentation'" in message for message in report.problems[1])
+    assert all("video not found" in " ".join(messages) for messages in report.problems.values())

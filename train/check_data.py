@@ -132,7 +132,14 @@ def _annotation_problems(annotation: Any, size: tuple[int, int, int] | None, kin
             if size is not None and not 0 <= frame < size[0]:
                 problems.append(f"object {k}: frame {frame} is out of range (the {kind} has {size[0]} "
                                 f"frame{'s' if size[0] != 1 else ''})")
-            segmentation = value.get("segmentation") if isinstance(value, Mapping) else None
+            if value is not None and not (isinstance(value, Mapping) and "segmentation" in value):
+                problems.append(f"object {k}: frame {frame} holds {str(value)[:60]!r}, not "
+                                "{'segmentation': RLE | polygon | null}")
+                continue
+            segmentation = value.get("segmentation") if value is not None else None
+            if segmentation is not None and not isinstance(segmentation, (Mapping, list)):
+                problems.append(f"object {k}: the segmentation on frame {frame} is neither an RLE dict nor a "
+                                "polygon list")
             if isinstance(segmentation, Mapping) and size is not None and "size" in segmentation:
                 mask_size = tuple(int(v) for v in segmentation["size"])
                 if mask_size != size[1:]:
@@ -162,8 +169,15 @@ def check_samples(samples: list[dict], data_folder: str | os.PathLike | None,
             report.turns.append(len(conversation_turns(sample, name)))
         except (ValueError, AttributeError, KeyError, TypeError) as err:
             problems.append(str(err).removeprefix(f"{name}: "))
-        annotation = sample_annotation(sample)
-        per_object = masks_per_object(annotation) if isinstance(annotation, list) else []
+        raw = sample.get("annotation") if sample.get("annotation") is not None else sample.get("masks")
+        try:
+            if raw is not None and not isinstance(raw, list):
+                raise ValueError("'annotation' (or 'masks') must be a list with one dict per object")
+            annotation = sample_annotation(sample)
+            per_object = masks_per_object(annotation) if isinstance(annotation, list) else []
+        except (ValueError, AttributeError, TypeError) as err:  # a malformed annotation is this sample's problem
+            annotation, per_object = None, []
+            problems.append(str(err).removeprefix(f"{name}: ") or f"malformed annotation ({type(err).__name__})")
         report.objects.append(len(per_object))
         report.masks.append(sum(per_object))
         if isinstance(annotation, list):
@@ -185,7 +199,8 @@ def check_samples(samples: list[dict], data_folder: str | os.PathLike | None,
                 if all(declared) and (int(declared[0]), int(declared[1])) != size[1:]:
                     problems.append(f"the sample says {declared[0]}x{declared[1]} but the {kind} is "
                                     f"{size[1]}x{size[2]} (height x width)")
-        problems += _annotation_problems(annotation, size, sources[index][0] if size else "video")
+        if annotation is not None:
+            problems += _annotation_problems(annotation, size, sources[index][0] if size else "video")
         if placeholder_counts is not None and isinstance(annotation, list):
             regions, accepted = count_regions(sample), tuple(placeholder_counts(per_object))
             if regions not in accepted:

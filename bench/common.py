@@ -19,6 +19,7 @@ from typing import Any
 from videorefer.bench_protocol import VIDEOREFER_7B_PROTOCOL, BenchProtocol, FrameSampling
 from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
 from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
+from videorefer.testing.tiny import TINY_FAMILIES
 
 #: ``answer_fn(video_path_or_folder, annotation, question, mode, num_frames) -> str``. ``annotation`` is the item's
 #: official annotation list ``[{"<frame>": {"segmentation": RLE | polygon | None}}, ...]`` (one dict per object, in
@@ -30,6 +31,7 @@ AnswerFn = Callable[..., str]
 
 DEFAULT_PROTOCOL = VIDEOREFER_7B_PROTOCOL
 OFFICIAL_NUM_FRAMES = DEFAULT_PROTOCOL.question_frames.num_frames  # VideoRefer-7B's official eval: 8 (trained on 16)
+TINY_MAX_NEW_TOKENS = 32  # a random tiny model rarely stops by itself: keep its answers short
 
 
 # --------------------------------------------------------------------------------------------- official bench JSON
@@ -129,7 +131,7 @@ def run_resumable(
     """
     existing = latest_by_id(read_jsonl(output))
     for key, value in (settings or {}).items():
-        other = {record.get(key) for record in existing.values()} - {value}
+        other = {record[key] for record in existing.values() if key in record} - {value}
         if other:
             raise ValueError(f"{output} holds results with {key}={sorted(map(str, other))}, but this run uses "
                              f"{key}={value}; use another --output (or the same settings) to resume")
@@ -146,8 +148,25 @@ def run_resumable(
             writer.write(record)
             if count % 10 == 0 or count == len(pending):
                 rate = count / max(time.monotonic() - start, 1e-9)
-                print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s)", flush=True)
+                print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s, ETA "
+                      f"{_duration((len(pending) - count) / rate)})", flush=True)
     return len(pending)
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def answer_fn_name(answer_fn: AnswerFn) -> str:
+    """The model a prediction file records: the answer function's ``name``, else its ``module:function``."""
+    name = getattr(answer_fn, "name", None)
+    if name:
+        return str(name)
+    return f"{getattr(answer_fn, '__module__', '?')}:{getattr(answer_fn, '__qualname__', type(answer_fn).__name__)}"
 
 
 def answer_protocol(answer_fn: AnswerFn) -> BenchProtocol:
@@ -171,10 +190,11 @@ def task_sampling(answer_fn: AnswerFn, task: str, num_frames: int | None, label:
 
 def answer_items(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
                  prompt: Callable[[dict, BenchProtocol], str], kept_fields: tuple[str, ...], label: str, task: str,
-                 mode: str = "single", num_frames: int | None = None) -> int:
+                 mode: str = "single", num_frames: int | None = None, question_file: str | Path | None = None) -> int:
     """Answer ``prompt(item, protocol)`` about every item not yet in ``output`` on the frames of ``task`` under the
     answer function's protocol (``num_frames`` overrides its frame count); each record keeps ``id``, ``video`` and
-    ``kept_fields`` of the item, plus ``pred``, ``mode``, ``num_frames`` (and ``fps`` for time-based sampling).
+    ``kept_fields`` of the item, plus ``pred``, the run's ``model``, ``protocol``, ``mode``, ``num_frames`` (and
+    ``fps`` for time-based sampling) and ``question_file`` (the benchmark the scorer checks completeness against).
     Returns the number of new records."""
     check_videos(items, video_root)
     protocol = answer_protocol(answer_fn)
@@ -186,22 +206,17 @@ def answer_items(items: list[dict], video_root: str | Path, output: str | Path, 
         pred = answer_fn(video, restrict_annotation(item, mode), prompt(item, protocol), mode, sampling.num_frames,
                          **fps)
         return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
-                "pred": pred, "mode": mode, "num_frames": sampling.num_frames, **fps}
+                "pred": pred, **run, **fps, **source}
 
-    settings = {"mode": mode, "num_frames": sampling.num_frames, "fps": sampling.fps}
+    run = {"model": answer_fn_name(answer_fn), "protocol": protocol.name, "mode": mode,
+           "num_frames": sampling.num_frames}
+    source = {"question_file": str(question_file)} if question_file else {}
+    settings = {**run, "fps": sampling.fps}
     return run_resumable(items, output, predict, label=label, settings=settings)
 
 
-def read_predictions(paths: list[str]) -> list[dict]:
-    """All records of several prediction files (e.g. one per shard), in order; every file must exist."""
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"predictions file not found: {path}")
-    return [record for path in paths for record in read_jsonl(path)]
-
-
 # ------------------------------------------------------------------------------------------ the `run` subcommand
-#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N) -> new records``
+#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N, question_file=...) -> new records``
 Runner = Callable[..., int]
 
 
@@ -232,6 +247,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
     parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
+    model.add_argument("--tiny", nargs="?", const=TINY_FAMILIES[0], choices=TINY_FAMILIES,
+                       help="a random tiny model built in code (offline; vl3 or v1, default vl3): checks the path, "
+                            f"answers are gibberish ({TINY_MAX_NEW_TOKENS} new tokens unless --max-new-tokens)")
     model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
 
 
@@ -248,18 +266,26 @@ def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict]
     if args.answer_fn:
         answer_fn = load_answer_fn(args.answer_fn)
     else:
-        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
-        answer_fn = videorefer_answer_fn(args.model, generation=generation)
+        model, max_new_tokens = args.model, args.max_new_tokens
+        if args.tiny:
+            from videorefer.testing.tiny import tiny_checkpoint
+
+            model, max_new_tokens = str(tiny_checkpoint(args.tiny)), max_new_tokens or TINY_MAX_NEW_TOKENS
+        generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+        answer_fn = videorefer_answer_fn(model, generation=generation)
+        if args.tiny:
+            answer_fn.name = f"tiny-{args.tiny}"
     return items, output, answer_fn
 
 
 def run_command(args: argparse.Namespace, items: list[dict], video_root: str | Path, runner: Runner, label: str,
-                next_step: str) -> Path:
+                next_step: str, question_file: str | Path | None = None) -> Path:
     """The ``run`` subcommand of a runner: check the videos, shard, build the answer function, answer every item not
     yet done, and say where the predictions are and ``next_step`` (``{output}`` is filled in). Returns the output."""
     check_videos(items, video_root)  # before loading a 7B model
     items, output, answer_fn = prepare_run(args, items)
-    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=args.num_frames)
+    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=args.num_frames,
+           question_file=question_file)
     if hasattr(answer_fn, "summary"):
         print(f"[{label}] {answer_fn.summary()}")
     print(f"[{label}] predictions in {output}; {next_step.format(output=output)}")
@@ -307,8 +333,9 @@ class VideoReferAnswerFn:
     (null in the official data) are answered with ``allow_empty_masks=True`` and counted in ``empty_mask_items``.
     """
 
-    def __init__(self, model: Any, **generation: Any):
+    def __init__(self, model: Any, name: str | None = None, **generation: Any):
         self.model = model  # a videorefer.VideoRefer
+        self.name = name  # what prediction files record as the model (``from_pretrained``: the path or Hub id)
         self.generation = generation
         self.empty_mask_items = 0
         self._decoded: tuple[tuple, Any] | None = None  # the last decoded video (questions come grouped by video)
@@ -317,7 +344,7 @@ class VideoReferAnswerFn:
     def from_pretrained(cls, model_path: str, generation: dict | None = None, **load_kwargs: Any) -> VideoReferAnswerFn:
         from videorefer import VideoRefer  # lazy: scoring and judging do not load a model
 
-        return cls(VideoRefer.from_pretrained(model_path, **load_kwargs), **(generation or {}))
+        return cls(VideoRefer.from_pretrained(model_path, **load_kwargs), name=str(model_path), **(generation or {}))
 
     @property
     def protocol(self) -> BenchProtocol:

@@ -37,10 +37,10 @@ from train.checkpoints import (
 from train.data import VideoReferCollator, VideoReferDataset
 from videorefer.api import load_model_and_processor
 from videorefer.compat.trainer import PartialCheckpointTrainer
+from videorefer.stages import STAGES, set_trainable
 
 logger = logging.getLogger("train")
 
-STAGES = ("region_alignment", "instruction")
 TUNINGS = ("full", "lora", "qlora")
 # The LLM's linear layers (not the vision tower's, whose layers live under `vision_model.encoder.layers`).
 LORA_TARGETS = r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -148,14 +148,11 @@ def build_model(config: dict[str, Any]):
     model.config.use_cache = False  # no KV cache in training (and it conflicts with gradient checkpointing)
     if config["pretrain_region_encoder"]:
         load_region_encoder(model, config["pretrain_region_encoder"])
-    model.requires_grad_(False)
     groups = model.module_groups  # the family's named parts: vision, connector, region_encoder
-    if stage == "region_alignment":
-        model.get_submodule(groups["region_encoder"]).requires_grad_(True)
-    elif tuning == "full":
-        model.requires_grad_(True)
-        model.get_submodule(groups["vision"]).requires_grad_(not config["freeze_vision_tower"])
+    if stage == "region_alignment" or tuning == "full":  # as the official trainers freeze (videorefer.stages)
+        set_trainable(model, stage, train_vision=not config["freeze_vision_tower"])
     else:
+        model.requires_grad_(False)
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(

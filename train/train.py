@@ -29,14 +29,15 @@ from typing import Any, Sequence
 import torch
 import yaml
 from transformers import TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from train.checkpoints import (
-    REGION_ENCODER_FILE, copy_vision_folder, load_region_encoder, save_merged_adapter, save_region_encoder,
+    FINAL_STAGING, REGION_ENCODER_FILE, clear_finished, copy_vision_folder, finished_run, last_complete_checkpoint,
+    load_region_encoder, mark_finished, publish_outputs, save_merged_adapter, save_region_encoder,
 )
 from train.data import VideoReferCollator, VideoReferDataset
 from videorefer.api import load_model_and_processor
 from videorefer.compat.trainer import PartialCheckpointTrainer
+from videorefer.data.atomic import remove_dir
 from videorefer.stages import STAGES, set_trainable
 
 logger = logging.getLogger("train")
@@ -202,20 +203,26 @@ class VideoReferTrainer(PartialCheckpointTrainer):
 
 
 def resume_checkpoint(config: dict[str, Any]) -> str | None:
-    """The checkpoint to resume from: `resume: auto` takes the last one in `output_dir` when there is one."""
+    """The checkpoint to resume from: `resume: auto` takes the last complete one in `output_dir` when there is one."""
     resume = config["resume"]
     if resume in (False, None, "false", "no"):
         return None
     if resume in (True, "auto", "true", "yes"):
-        last = get_last_checkpoint(config["output_dir"]) if os.path.isdir(config["output_dir"]) else None
+        last = last_complete_checkpoint(config["output_dir"])
         if last is None and resume is True:
             raise ValueError(f"resume=true but there is no checkpoint in {config['output_dir']}")
         return last
     return str(resume)
 
 
-def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrainer:
-    """Train as `config` says and save the outputs; returns the trainer (its `state.log_history` has the losses)."""
+def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrainer | None:
+    """Train as `config` says and save the outputs; returns the trainer (its `state.log_history` has the losses), or
+    None when `output_dir` holds a finished run and `resume` is not false (nothing is changed then)."""
+    done = finished_run(config["output_dir"])
+    if done is not None and config["resume"] in (True, "auto", "true", "yes"):
+        logger.info("%s holds a finished run (step %s, %s): nothing to do; resume=false trains again from the start",
+                    config["output_dir"], done.get("global_step"), done.get("finished_at"))
+        return None
     args = training_arguments(config)  # before the model: DeepSpeed ZeRO-3 must know at load time
     model, processor = build_model(config)
     logger.info(trainable_summary(model))
@@ -229,18 +236,30 @@ def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrai
     )
     checkpoint = resume_checkpoint(config)
     if checkpoint:
-        logger.info("resuming from %s", checkpoint)
+        logger.info("resuming from %s (the last complete checkpoint)", checkpoint)
+    elif trainer.args.should_save:
+        clear_finished(config["output_dir"])
     trainer.train(resume_from_checkpoint=checkpoint)
     save_outputs(trainer, processor, config)
     return trainer
 
 
 def save_outputs(trainer: VideoReferTrainer, processor, config: dict[str, Any]) -> None:
-    """Stage 1: region_encoder.bin. Full: official layout. LoRA / QLoRA: the adapter (+ merged/ official layout)."""
-    output_dir = Path(config["output_dir"])
+    """Stage 1: region_encoder.bin. Full: official layout. LoRA / QLoRA: the adapter (+ merged/ official layout).
+    Written into a staging folder, moved into `output_dir`, then marked finished (`train.checkpoints`)."""
+    final_dir = Path(config["output_dir"])
+    output_dir = final_dir / FINAL_STAGING
+    if trainer.args.should_save:
+        remove_dir(output_dir)  # what a kill during an earlier save left
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(output_dir))  # gathers ZeRO-3 shards; stage 1 writes region_encoder.bin only
     if not trainer.args.should_save:
         return
+    _save_final_files(trainer, processor, config, output_dir)
+    mark_finished(final_dir, trainer.state.global_step, publish_outputs(output_dir, final_dir))
+
+
+def _save_final_files(trainer: VideoReferTrainer, processor, config: dict[str, Any], output_dir: Path) -> None:
     if config["stage"] == "region_alignment":
         return
     if config["tuning"] == "full":
@@ -261,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = load_config(argv[0], argv[1:])
     trainer = run(config)
-    if trainer.args.should_save:  # the main process of a multi-process run
+    if trainer is None:
+        print(f"{config['output_dir']} holds a finished run: nothing to do (resume=false trains again)")
+    elif trainer.args.should_save:  # the main process of a multi-process run
         print(f"saved to {config['output_dir']}")
 
 

@@ -144,3 +144,18 @@ def test_an_incomplete_checkpoint_is_never_resumed_from(tmp_path, caplog):
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert "checkpoint-4: incomplete" in caplog.text
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_starting_over_removes_the_earlier_runs_checkpoints_and_marker(tmp_path, caplog):
+    """`resume=false`: an earlier run's checkpoint-10 must not outlive the new run's checkpoint-2 (a later resume
+    would take it), nor its finished marker claim the new run."""
+    from train.checkpoints import start_over
+
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (tmp_path / FINISHED_FILE).write_text("{}")
+    (tmp_path / FINAL_STAGING).mkdir()
+    (tmp_path / "model.safetensors").write_text("the earlier run's model, replaced when this run finishes")
+    start_over(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+    assert "removing the earlier run's checkpoint-10" in caplog.text

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from videorefer.compat.trainer import checkpoint_steps
+from videorefer.compat.trainer import STAGING_DIR, checkpoint_steps
 from videorefer.data.atomic import publish_dir, remove_dir, write_json_atomic
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
     "finished_run",
     "publish_outputs",
     "mark_finished",
-    "clear_finished",
+    "start_over",
 ]
 
 logger = logging.getLogger(__name__)
@@ -176,9 +176,19 @@ def mark_finished(output_dir: str | os.PathLike, global_step: int, outputs: list
     })
 
 
-def clear_finished(output_dir: str | os.PathLike) -> None:
-    """A new run in `output_dir` (resume=false): the old run's finished marker and staged outputs go first."""
-    path = Path(output_dir) / FINISHED_FILE
-    if path.is_file():
-        path.unlink()
-    remove_dir(Path(output_dir) / FINAL_STAGING)
+def start_over(output_dir: str | os.PathLike) -> None:
+    """A run that starts from the base model in `output_dir` (`resume=false`, or nothing complete to resume from):
+    an earlier run's finished marker, staged outputs and checkpoints go first, so none of them is ever taken for
+    this run's (a later resume would otherwise pick an old, higher-numbered checkpoint)."""
+    output_dir = Path(output_dir)
+    marker = output_dir / FINISHED_FILE
+    if marker.is_file():
+        marker.unlink()
+    remove_dir(output_dir / FINAL_STAGING)
+    remove_dir(output_dir / STAGING_DIR)
+    old = sorted(checkpoint_steps(output_dir).items())
+    if old:
+        logger.warning("starting over in %s: removing the earlier run's %s", output_dir,
+                       ", ".join(os.path.basename(path) for _, path in old))
+    for _, path in old:
+        remove_dir(path)

@@ -31,8 +31,8 @@ import yaml
 from transformers import TrainingArguments
 
 from train.checkpoints import (
-    FINAL_STAGING, REGION_ENCODER_FILE, clear_finished, copy_vision_folder, finished_run, last_complete_checkpoint,
-    load_region_encoder, mark_finished, publish_outputs, save_merged_adapter, save_region_encoder,
+    FINAL_STAGING, REGION_ENCODER_FILE, copy_vision_folder, finished_run, last_complete_checkpoint,
+    load_region_encoder, mark_finished, publish_outputs, save_merged_adapter, save_region_encoder, start_over,
 )
 from train.data import VideoReferCollator, VideoReferDataset
 from videorefer.api import load_model_and_processor
@@ -238,7 +238,7 @@ def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrai
     if checkpoint:
         logger.info("resuming from %s (the last complete checkpoint)", checkpoint)
     elif trainer.args.should_save:
-        clear_finished(config["output_dir"])
+        start_over(config["output_dir"])
     trainer.train(resume_from_checkpoint=checkpoint)
     save_outputs(trainer, processor, config)
     return trainer

@@ -122,7 +122,8 @@ class PartialCheckpointTrainer(Trainer):
         if not limit or limit <= 0 or len(steps) <= limit:
             return
         best = os.path.abspath(self.state.best_model_checkpoint or "")
-        doomed = [os.path.join(run_dir, f"checkpoint-{step}") for step in steps[:-1]]  # the newest always stays
+        current = self.state.global_step  # the one just written always stays
+        doomed = [os.path.join(run_dir, f"checkpoint-{step}") for step in steps if step != current]
         doomed = [path for path in doomed if os.path.abspath(path) != best][: len(steps) - limit]
         for path in doomed:
             remove_dir(path)

@@ -6,10 +6,12 @@ Usage::
         [--mode single|multi] [--num-frames N] [--shard 0/4] [--answer-fn module:function]
     OPENAI_API_KEY=... python -m bench.bench_d judge preds_d.jsonl [more shard files] --output scores_d.jsonl \
         [--judge-url https://api.openai.com/v1] [--judge-model gpt-4o] [--api-key-env OPENAI_API_KEY] [--workers 8]
+        [--judge-prompt PATH_TO_YOUR_VideoRefer_CHECKOUT | PROMPT_FILE]
     python -m bench.bench_d score scores_d.jsonl [--question-file F] [--output score.json]
 
-``judge`` and ``score`` refuse predictions of different runs (model, protocol, mode, frames); ``score`` names the
-benchmark items without a score and says which model, mode, protocol and judge its numbers are for.
+``judge`` and ``score`` refuse predictions of different runs (model, protocol, mode, frames) and scores judged with
+different prompts; ``score`` names the benchmark items without a score and says which model, mode, protocol, judge
+and judge prompt its numbers are for.
 
 Videos default to ``BENCH_DIR/Panda-70M-part`` (the official layout) when that folder exists.
 """
@@ -20,7 +22,7 @@ import os
 from pathlib import Path
 
 from bench.common import AnswerFn, answer_items, load_bench_json, run_command, runner_parser
-from bench.judge import DIMENSIONS, JudgeClient, judge_predictions
+from bench.judge import DIMENSIONS, OUR_PROMPT, JudgeClient, judge_predictions, load_judge_prompt, prompt_of
 from bench.scoring import ScoredRun, read_run, write_score_file
 from videorefer.data.jsonl import latest_by_id
 from videorefer.prompts import DESCRIBE_PROMPT
@@ -65,9 +67,14 @@ def summarize(records: list[dict]) -> dict:
     failed = sorted((r for r in latest.values() if "scores" not in r), key=lambda r: str(r["id"]))
     if not scored:
         raise ValueError(f"no scored items ({len(failed)} failed judge calls)")
+    prompts = {prompt_of(r)["sha256"]: prompt_of(r) for r in scored}
+    if len(prompts) > 1:
+        names = ", ".join(f"{p['name']} ({sum(prompt_of(r)['sha256'] == key for r in scored)} items)"
+                          for key, p in prompts.items())
+        raise ValueError(f"the scores were judged with different prompts ({names}); score each prompt's file alone")
     averages = {dim: sum(r["scores"][dim] for r in scored) / len(scored) for dim in DIMENSIONS}
     return {"n": len(scored), "failed": [r["id"] for r in failed], "averages": averages,
-            "mean": sum(averages.values()) / len(DIMENSIONS)}
+            "mean": sum(averages.values()) / len(DIMENSIONS), "judge_prompt": next(iter(prompts.values()))}
 
 
 def format_table(summary: dict, label: str = "ours", run: ScoredRun | None = None) -> str:
@@ -84,10 +91,13 @@ def format_table(summary: dict, label: str = "ours", run: ScoredRun | None = Non
              f"{label:<34}" + "".join(f"{v:7.2f}" for v in ours)]
     for name, row in PUBLISHED.items():
         lines.append(f"{name + ' (paper)':<34}" + "".join(f"{v:7.2f}" if v is not None else f"{'-':>7}" for v in row))
+    prompt = summary.get("judge_prompt") or prompt_of({})
+    official = str(prompt["name"]).startswith("official")
     lines.append("published: arXiv 2501.00599 Table 1 / official VideoRefer-Bench README (VL3-7B: README only; "
-                 "VL3-2B: average only, model card); our judge rubric is our own wording (the official judge prompt "
-                 "was published later with the VL3 evaluation code; it is not copied), so scores are comparable "
-                 "only roughly")
+                 "VL3-2B: average only, model card)")
+    lines.append(f"judged with the prompt: {prompt['name']} (sha256 {str(prompt['sha256'])[:12]})"
+                 + ("" if official else "; not the official prompt, so the published rows compare only roughly "
+                    "(--judge-prompt YOUR_VideoRefer_CHECKOUT judges with the official one)"))
     if summary["failed"]:
         shown = ", ".join(str(i) for i in summary["failed"][:10])
         lines.append(f"WARNING: {len(summary['failed'])} item(s) have no score (judge failed): {shown}"
@@ -138,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     judge.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     judge.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles)")
     judge.add_argument("--temperature", type=float, default=0.7, help="official judge setting: 0.7")
+    judge.add_argument("--judge-prompt", default=None, help="the judge's system prompt: a text file, or your checkout "
+                       "of DAMO-NLP-SG/VideoRefer (its official Bench-D prompt is read from it); default: ours")
     score = sub.add_parser("score", help="table of the judged scores")
     score.add_argument("scores", nargs="+")
     score.add_argument("--question-file", help="the benchmark JSON whose items must all be scored (default: the one "
@@ -155,20 +167,22 @@ def main(argv: list[str] | None = None) -> None:
             predictions = latest_predictions(args.predictions)
         except ValueError as err:  # predictions of different runs
             raise SystemExit(f"error: {err}") from None
+        prompt = load_judge_prompt(args.judge_prompt) if args.judge_prompt else OUR_PROMPT
         if args.judge_url == "local":
             from bench.local_judge import MODEL_NAME, local_judge
 
             print("[judge] the local TEST judge (word overlap): its scores say nothing about description quality")
             with local_judge() as url:
                 client = JudgeClient(url=url, model=MODEL_NAME, timeout=args.timeout, retries=args.retries,
-                                     backoff=args.backoff)
+                                     backoff=args.backoff, prompt=prompt)
                 counts = judge_predictions(predictions, args.output, client, workers=args.workers)
         else:
             api_key = os.environ.get(args.api_key_env)
             if not api_key:
                 print(f"[judge] ${args.api_key_env} is not set: sending requests without an Authorization header")
             client = JudgeClient(url=args.judge_url, model=args.judge_model, api_key=api_key, timeout=args.timeout,
-                                 retries=args.retries, backoff=args.backoff, temperature=args.temperature)
+                                 retries=args.retries, backoff=args.backoff, temperature=args.temperature,
+                                 prompt=prompt)
             counts = judge_predictions(predictions, args.output, client, workers=args.workers)
         try:
             print(score_files([args.output]))

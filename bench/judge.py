@@ -1,19 +1,24 @@
 """GPT judge for VideoRefer-Bench-D: any OpenAI-compatible chat endpoint, four-dimension rubric, retries, resume.
 
-The official judge (``videorefer/eval/videorefer_bench_d/1.eval_gpt_new.py``) reads its rubric from a ``system.txt``
-that is not in the public repository, and never sends a request (its messages are built as a tuple and the
-``NameError`` is swallowed by ``except Exception``). The rubric below is therefore ours, written from the paper's and
-the benchmark README's definitions of the four dimensions; the user message keeps the official layout
-(``##Correct answer: ...`` / ``##Predicted answer: ...``) and the request keeps its sampling settings.
+The judge's system prompt is ours by default (`OUR_PROMPT`): written from the paper's and the benchmark README's
+definitions of the four dimensions, before the official one was published. The official prompt is now in the official
+repository (``videorefer/eval/videorefer_bench_d/system.txt``); we do not copy it: `load_judge_prompt` reads it at run
+time from the user's own checkout (or any prompt file), and every score record names the prompt that judged it
+(``judge_prompt``: name, sha256, file), so scores judged differently are never mixed. The user message keeps the
+official layout (``##Correct answer: ...`` / ``##Predicted answer: ...``) and the request its sampling settings (the
+official script never sends a request as published: its messages are built as a tuple and the ``NameError`` is
+swallowed by ``except Exception``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.scoring import RUN_FIELDS
 from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
@@ -41,10 +46,57 @@ nothing else, for example:
 {"Subject Correspondence": 4, "Appearance Description": 3, "Temporal Description": 3, "Hallucination Detection": 4}"""
 
 
-def build_messages(caption: str, pred: str) -> list[dict]:
+# Where the official prompt lies in a checkout of github.com/DAMO-NLP-SG/VideoRefer, and the sha256 of its text
+# (UTF-8, as read) at commit cbd4207 (the VL3 evaluation's copy is the same), to name it when a user points at it.
+OFFICIAL_PROMPT_PATH = "videorefer/eval/videorefer_bench_d/system.txt"
+OFFICIAL_PROMPT_SHA256 = "39596092750e8982c35c54f2ac0116772741f116410f99f5e4d7d051b9d3b088"
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """A judge system prompt and where it came from; `record()` is what each score record keeps of it."""
+
+    name: str
+    text: str
+    source: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def record(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256, "file": self.source}
+
+
+OUR_PROMPT = JudgePrompt("ours (videorefer rubric v1)", SYSTEM_PROMPT)
+
+
+def load_judge_prompt(path: str | Path) -> JudgePrompt:
+    """The prompt in file `path`, read now (never stored in this repository); a folder is taken for a checkout of
+    the official repository and its Bench-D prompt is read. Named `official` when its text is the official one."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / OFFICIAL_PROMPT_PATH
+    if not path.is_file():
+        raise ValueError(f"no judge prompt file at {path} (give the file, or a checkout of DAMO-NLP-SG/VideoRefer)")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"the judge prompt file {path} is empty")
+    prompt = JudgePrompt(f"file {path.name}", text, str(path.resolve()))
+    if prompt.sha256 == OFFICIAL_PROMPT_SHA256:
+        prompt = JudgePrompt("official (DAMO-NLP-SG/VideoRefer system.txt)", text, str(path.resolve()))
+    return prompt
+
+
+def build_messages(caption: str, pred: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
     """Chat messages for one item (official user-message layout)."""
     user = "##Correct answer: " + caption + "\n" + "##Predicted answer: " + pred + "\n"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+
+
+def prompt_of(record: dict) -> dict:
+    """The judge prompt a score record names (records written before prompts were recorded: `unrecorded`)."""
+    return record.get("judge_prompt") or {"name": "unrecorded", "sha256": None, "file": None}
 
 
 # --------------------------------------------------------------------------------------------- score extraction
@@ -127,6 +179,7 @@ class JudgeClient:
     temperature: float = 0.7  # the official judge's sampling settings
     top_p: float = 0.95
     max_tokens: int = 800
+    prompt: JudgePrompt = field(default=OUR_PROMPT)  # the system prompt (ours unless a file is given)
 
     def _call(self, messages: list[dict]) -> str:
         client = ChatClient(url=self.url, model=self.model, api_key=self.api_key, timeout=self.timeout)
@@ -137,7 +190,7 @@ class JudgeClient:
 
         Returns ``{"scores": {...}, "judge_reply": str, "attempts": n}`` or ``{"error": str, "attempts": n}``.
         """
-        messages = build_messages(caption, pred)
+        messages = build_messages(caption, pred, self.prompt.text)
         errors: list[str] = []
         for attempt in range(1, self.retries + 1):
             try:
@@ -161,10 +214,17 @@ def judge_predictions(predictions: list[dict], output: str, client: JudgeClient,
         missing = [name for name in ("id", "caption", "pred") if name not in p]
         if missing:
             raise ValueError(f"prediction #{k} (id={p.get('id', '?')}) lacks field(s) {missing}")
-    done = {key for key, record in latest_by_id(read_jsonl(output)).items() if "scores" in record}
+    earlier = latest_by_id(read_jsonl(output))
+    others = {prompt_of(r)["sha256"]: prompt_of(r)["name"] for r in earlier.values() if "scores" in r}
+    others.pop(client.prompt.sha256, None)
+    if others:
+        raise ValueError(f"{output} holds scores judged with another prompt ({', '.join(others.values())}); this run "
+                         f"judges with {client.prompt.name}: write its scores to another --output")
+    done = {key for key, record in earlier.items() if "scores" in record}
     todo = [p for p in predictions if str(p["id"]) not in done]
     counts = {"judged": 0, "errors": 0, "skipped": len(predictions) - len(todo)}
-    print(f"[judge] {len(todo)} to judge with {client.model} at {client.url}, {len(done)} already scored")
+    print(f"[judge] {len(todo)} to judge with {client.model} at {client.url}, prompt {client.prompt.name} "
+          f"(sha256 {client.prompt.sha256[:12]}), {len(done)} already scored")
     with JsonlWriter(output) as writer, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(client.judge, p["caption"], p["pred"]): p for p in todo}
         for future in as_completed(futures):  # only this thread writes, so lines never interleave
@@ -172,7 +232,8 @@ def judge_predictions(predictions: list[dict], output: str, client: JudgeClient,
             verdict = future.result()  # judge() turns failed calls into {"error": ...}; anything else is a bug
             run = {key: prediction[key] for key in (*RUN_FIELDS, "question_file") if key in prediction}
             record = {"id": prediction["id"], "video": prediction.get("video"), "caption": prediction["caption"],
-                      "pred": prediction["pred"], **run, "judge_model": client.model, **verdict}
+                      "pred": prediction["pred"], **run, "judge_model": client.model,
+                      "judge_prompt": client.prompt.record(), **verdict}
             if "scores" in verdict:
                 record.update(verdict["scores"])  # top-level fields, as the official 3.analyze_score.py reads them
                 counts["judged"] += 1

@@ -1,4 +1,5 @@
-"""Bench-D judge against a real OpenAI-compatible HTTP server on 127.0.0.1, score extraction, and the table."""
+"""Bench-D judge against a real OpenAI-compatible HTTP server on 127.0.0.1, score extraction, the table, and the judge
+prompt (ours by default, or a file such as the official one in a user's checkout, recorded in every score)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import pytest
 
 from bench.bench_d import PROMPT, format_table, summarize
 from videorefer.data.jsonl import read_jsonl
-from bench.judge import DIMENSIONS, JudgeClient, extract_scores, judge_predictions
+from bench.judge import (
+    DIMENSIONS, OFFICIAL_PROMPT_PATH, OUR_PROMPT, SYSTEM_PROMPT, JudgeClient, extract_scores, judge_predictions,
+    load_judge_prompt,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = {"Subject Correspondence": 4, "Appearance Description": 3, "Temporal Description": 2,
@@ -197,3 +201,72 @@ def test_table_matches_hand_computed_averages() -> None:
 
 def test_bench_d_prompt_is_official() -> None:
     assert PROMPT == "Please give a detailed description of the highlighted object [<region>] in the video."
+
+
+# ---------------------------------------------------------------------------------------------------- judge prompt
+MY_PROMPT = "You judge descriptions. Give four scores 0-5 as lines like `1. Subject Correspondence: 5`.\n"
+
+
+def test_judge_prompt_from_a_file_is_sent_and_recorded_in_every_score(server: str, tmp_path: Path) -> None:
+    """`--judge-prompt FILE` (read at run time): its text is the system message and every record names it by sha256;
+    the default is our own wording; a score file is never continued, or scored, with another prompt."""
+    import hashlib
+
+    prompt_file = tmp_path / "my_prompt.txt"
+    prompt_file.write_text(MY_PROMPT)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps(p) + "\n" for p in _predictions("ok", "ok2")))
+
+    def judge(output: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bench.bench_d", "judge", str(preds), "--output", str(tmp_path / output),
+             "--judge-url", server, "--backoff", "0.01", *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=60)
+
+    result = judge("mine.jsonl", "--judge-prompt", str(prompt_file))
+    assert result.returncode == 0, result.stderr
+    assert {r["body"]["messages"][0]["content"] for r in ScriptedJudge.requests} == {MY_PROMPT}
+    sha = hashlib.sha256(MY_PROMPT.encode()).hexdigest()
+    records = read_jsonl(tmp_path / "mine.jsonl")
+    assert [r["judge_prompt"] for r in records] == [
+        {"name": "file my_prompt.txt", "sha256": sha, "file": str(prompt_file.resolve())}] * 2
+    assert f"judged with the prompt: file my_prompt.txt (sha256 {sha[:12]})" in result.stdout
+
+    ScriptedJudge.requests = []
+    result = judge("ours.jsonl")  # the default: our rubric
+    assert result.returncode == 0, result.stderr
+    assert {r["body"]["messages"][0]["content"] for r in ScriptedJudge.requests} == {SYSTEM_PROMPT}
+    assert {r["judge_prompt"]["name"] for r in read_jsonl(tmp_path / "ours.jsonl")} == {OUR_PROMPT.name}
+
+    # Continuing the file judged with our prompt with another prompt is refused, and so is scoring a mixed file.
+    refused = judge("ours.jsonl", "--judge-prompt", str(prompt_file))
+    assert refused.returncode != 0 and "judged with another prompt" in refused.stderr
+    (tmp_path / "mixed.jsonl").write_text((tmp_path / "mine.jsonl").read_text()
+                                          + (tmp_path / "ours.jsonl").read_text().replace('"id": 1', '"id": 9'))
+    with pytest.raises(ValueError, match="judged with different prompts"):
+        summarize(read_jsonl(tmp_path / "mixed.jsonl"))
+
+
+def test_judge_prompt_from_a_checkout_is_named_official_when_it_is(tmp_path: Path, monkeypatch) -> None:
+    """A folder is read as a checkout of the official repository (the prompt at its official path); the text is
+    named `official` only when its sha256 is the official prompt's (here a stand-in text and hash)."""
+    from bench import judge as judge_module
+
+    checkout = tmp_path / "VideoRefer"
+    (checkout / OFFICIAL_PROMPT_PATH).parent.mkdir(parents=True)
+    (checkout / OFFICIAL_PROMPT_PATH).write_text(MY_PROMPT)
+    assert load_judge_prompt(checkout).name == "file system.txt"
+    monkeypatch.setattr(judge_module, "OFFICIAL_PROMPT_SHA256", load_judge_prompt(checkout).sha256)
+    prompt = load_judge_prompt(checkout)
+    assert prompt.name.startswith("official") and prompt.text == MY_PROMPT
+    table = format_table({**summarize([{"id": 0, "scores": GOOD, "judge_prompt": prompt.record()}])})
+    assert "not the official prompt" not in table
+    with pytest.raises(ValueError, match="no judge prompt file"):
+        load_judge_prompt(tmp_path / "elsewhere")
+
+
+def test_replies_in_the_official_prompts_format_are_read() -> None:
+    reply = ("1. Subject Correspondence: 4\\nExplanation: the same dog.\n2. Appearance Description: 3\\nExplanation: "
+             "colour right.\n3. Temporal Description: 2\\nExplanation: no jump.\n4. Hallucination Detection: 5\\n"
+             "Explanation: nothing added.")
+    assert extract_scores(reply) == GOOD

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from train.data import (
+from videorefer.data.training import (
     conversation_turns, count_regions, load_samples, masks_per_object, sample_annotation, sample_name, source_path,
 )
 from videorefer.prompts import REGION_PLACEHOLDER

@@ -8,17 +8,28 @@
   loadable by `VideoReferQwen2ForCausalLM.from_pretrained` / `VideoRefer.from_pretrained`.
 * A LoRA / QLoRA run saves its peft adapter (object encoder and connector included as `modules_to_save`) and, on
   request, the adapter merged into an unquantised copy of the base model, in the official layout.
+
+A kill at any moment never leaves something that passes for complete: checkpoints are written under a staging name
+and renamed into place (`videorefer.compat.trainer`), so `checkpoint-N` only ever names a finished one; the final
+outputs are written to `FINAL_STAGING` and moved into `output_dir` file by file, then `FINISHED_FILE` is written
+(atomically) last. `last_complete_checkpoint` is what a rerun resumes from; `finished_run` tells a finished run.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from videorefer.compat.trainer import STAGING_DIR, checkpoint_steps
+from videorefer.data.atomic import publish_dir, remove_dir, write_json_atomic
 
 __all__ = [
     "REGION_ENCODER_FILE",
@@ -29,7 +40,19 @@ __all__ = [
     "save_full_model",
     "copy_vision_folder",
     "save_merged_adapter",
+    "FINISHED_FILE",
+    "FINAL_STAGING",
+    "last_complete_checkpoint",
+    "finished_run",
+    "publish_outputs",
+    "mark_finished",
+    "start_over",
 ]
+
+logger = logging.getLogger(__name__)
+FINISHED_FILE = "training_finished.json"  # written last, once every final output is in place
+FINAL_STAGING = ".final-staging"  # the final outputs are written here, then moved into output_dir
+TRAINER_STATE = "trainer_state.json"  # the last file Trainer writes into a checkpoint
 
 REGION_ENCODER_FILE = "region_encoder.bin"
 REGION_ENCODER_PREFIX = "model.region_encoder."
@@ -111,3 +134,60 @@ def save_merged_adapter(base_path: str | os.PathLike, adapter_dir: str | os.Path
     base, processor = load_model_and_processor(base_path, device="cpu", dtype=dtype)
     merged = load_adapter(base, adapter_dir, base_path).merge_and_unload()
     return save_full_model(merged, processor, output_dir, base_path)
+
+
+# ---------------------------------------------------------------------------------------------------- kill-safe runs
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The highest-numbered `checkpoint-N` in `output_dir` that is complete (holds the trainer state, which `Trainer`
+    writes last); incomplete ones (from a version that wrote checkpoints in place) are named in a warning."""
+    for step, path in sorted(checkpoint_steps(output_dir).items(), reverse=True):
+        if os.path.isfile(os.path.join(path, TRAINER_STATE)):
+            return path
+        logger.warning("ignoring %s: incomplete (no %s; the run was killed while writing it)", path, TRAINER_STATE)
+    return None
+
+
+def finished_run(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The record `mark_finished` wrote when the run in `output_dir` finished, None when it has not."""
+    path = Path(output_dir) / FINISHED_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def publish_outputs(staging: str | os.PathLike, output_dir: str | os.PathLike) -> list[str]:
+    """Move every file and folder of `staging` into `output_dir` (each move atomic), then remove `staging`."""
+    staging, output_dir = Path(staging), Path(output_dir)
+    names = sorted(entry.name for entry in staging.iterdir())
+    for name in names:
+        source, target = staging / name, output_dir / name
+        if source.is_dir():
+            publish_dir(source, target)
+        else:
+            with open(source, "rb") as file:
+                os.fsync(file.fileno())
+            os.replace(source, target)
+    remove_dir(staging)
+    return names
+
+
+def mark_finished(output_dir: str | os.PathLike, global_step: int, outputs: list[str]) -> Path:
+    return write_json_atomic(Path(output_dir) / FINISHED_FILE, {
+        "global_step": int(global_step), "outputs": outputs, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+def start_over(output_dir: str | os.PathLike) -> None:
+    """A run that starts from the base model in `output_dir` (`resume=false`, or nothing complete to resume from):
+    an earlier run's finished marker, staged outputs and checkpoints go first, so none of them is ever taken for
+    this run's (a later resume would otherwise pick an old, higher-numbered checkpoint)."""
+    output_dir = Path(output_dir)
+    marker = output_dir / FINISHED_FILE
+    if marker.is_file():
+        marker.unlink()
+    remove_dir(output_dir / FINAL_STAGING)
+    remove_dir(output_dir / STAGING_DIR)
+    old = sorted(checkpoint_steps(output_dir).items())
+    if old:
+        logger.warning("starting over in %s: removing the earlier run's %s", output_dir,
+                       ", ".join(os.path.basename(path) for _, path in old))
+    for _, path in old:
+        remove_dir(path)

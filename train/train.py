@@ -35,20 +35,21 @@ from typing import Any, Sequence
 import torch
 import yaml
 from transformers import TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from train.checkpoints import (
-    REGION_ENCODER_FILE, copy_vision_folder, load_region_encoder, save_merged_adapter, save_region_encoder,
+    FINAL_STAGING, REGION_ENCODER_FILE, copy_vision_folder, finished_run, last_complete_checkpoint,
+    load_region_encoder, mark_finished, publish_outputs, save_merged_adapter, save_region_encoder, start_over,
 )
 from train.check_data import DataProblems, DataReport, check_data_files, default_data_folder, require_files
 from train.data import ON_MISMATCH, VideoReferCollator, VideoReferDataset
 from videorefer.api import load_model_and_processor
 from videorefer.compat.trainer import PartialCheckpointTrainer
+from videorefer.data.atomic import remove_dir
+from videorefer.stages import STAGES, set_trainable
 from videorefer.testing.tiny import TINY_FAMILIES, tiny_checkpoint
 
 logger = logging.getLogger("train")
 
-STAGES = ("region_alignment", "instruction")
 TUNINGS = ("full", "lora", "qlora")
 # The LLM's linear layers (not the vision tower's, whose layers live under `vision_model.encoder.layers`).
 LORA_TARGETS = r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -202,14 +203,11 @@ def build_model(config: dict[str, Any]):
         logger.info("region encoder loaded from %s", config["pretrain_region_encoder"])
     else:
         logger.info("region encoder: the one in %s (pretrain_region_encoder not set)", config["model_name_or_path"])
-    model.requires_grad_(False)
     groups = model.module_groups  # the family's named parts: vision, connector, region_encoder
-    if stage == "region_alignment":
-        model.get_submodule(groups["region_encoder"]).requires_grad_(True)
-    elif tuning == "full":
-        model.requires_grad_(True)
-        model.get_submodule(groups["vision"]).requires_grad_(not config["freeze_vision_tower"])
+    if stage == "region_alignment" or tuning == "full":  # as the official trainers freeze (videorefer.stages)
+        set_trainable(model, stage, train_vision=not config["freeze_vision_tower"])
     else:
+        model.requires_grad_(False)
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(
@@ -259,12 +257,12 @@ class VideoReferTrainer(PartialCheckpointTrainer):
 
 
 def resume_checkpoint(config: dict[str, Any]) -> str | None:
-    """The checkpoint to resume from: `resume: auto` takes the last one in `output_dir` when there is one."""
+    """The checkpoint to resume from: `resume: auto` takes the last complete one in `output_dir` when there is one."""
     resume = config["resume"]
     if resume in (False, None, "false", "no"):
         return None
     if resume in (True, "auto", "true", "yes"):
-        last = get_last_checkpoint(config["output_dir"]) if os.path.isdir(config["output_dir"]) else None
+        last = last_complete_checkpoint(config["output_dir"])
         if last is None and resume is True:
             raise ValueError(f"resume=true but there is no checkpoint in {config['output_dir']}")
         return last
@@ -294,10 +292,17 @@ def dataset_for(config: dict[str, Any], key: str, report: DataReport, processor:
                              on_mismatch=config["on_mismatch"])
 
 
-def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrainer:
+def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrainer | None:
     """Train as `config` says and save the outputs; returns the trainer (its `state.log_history` has the losses,
-    `data_report` what the data check found)."""
+    `data_report` what the data check found), or None when `output_dir` holds a finished run and `resume` is not
+    false (nothing is changed then)."""
     from videorefer.families import family_for_checkpoint
+
+    done = finished_run(config["output_dir"])
+    if done is not None and config["resume"] in (True, "auto", "true", "yes"):
+        logger.info("%s holds a finished run (step %s, %s): nothing to do; resume=false trains again from the start",
+                    config["output_dir"], done.get("global_step"), done.get("finished_at"))
+        return None
 
     for change in fit_to_device(config):
         logger.info("for this machine: %s", change)
@@ -326,7 +331,9 @@ def run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> VideoReferTrai
     trainer.data_report = report
     checkpoint = resume_checkpoint(config)
     if checkpoint:
-        logger.info("resuming from %s", checkpoint)
+        logger.info("resuming from %s (the last complete checkpoint)", checkpoint)
+    elif trainer.args.should_save:
+        start_over(config["output_dir"])
     trainer.train(resume_from_checkpoint=checkpoint)
     save_outputs(trainer, processor, config)
     if trainer.args.should_save:
@@ -347,11 +354,21 @@ def outputs_summary(config: dict[str, Any]) -> str:
 
 
 def save_outputs(trainer: VideoReferTrainer, processor, config: dict[str, Any]) -> None:
-    """Stage 1: region_encoder.bin. Full: official layout. LoRA / QLoRA: the adapter (+ merged/ official layout)."""
-    output_dir = Path(config["output_dir"])
+    """Stage 1: region_encoder.bin. Full: official layout. LoRA / QLoRA: the adapter (+ merged/ official layout).
+    Written into a staging folder, moved into `output_dir`, then marked finished (`train.checkpoints`)."""
+    final_dir = Path(config["output_dir"])
+    output_dir = final_dir / FINAL_STAGING
+    if trainer.args.should_save:
+        remove_dir(output_dir)  # what a kill during an earlier save left
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(output_dir))  # gathers ZeRO-3 shards; stage 1 writes region_encoder.bin only
     if not trainer.args.should_save:
         return
+    _save_final_files(trainer, processor, config, output_dir)
+    mark_finished(final_dir, trainer.state.global_step, publish_outputs(output_dir, final_dir))
+
+
+def _save_final_files(trainer: VideoReferTrainer, processor, config: dict[str, Any], output_dir: Path) -> None:
     if config["stage"] == "region_alignment":
         return
     if config["tuning"] == "full":
@@ -375,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         trainer = run(config)
     except DataProblems as err:  # the data check's findings: the list itself, without a traceback
         raise SystemExit(f"error: {err}") from None
-    if trainer.args.should_save:  # the main process of a multi-process run
+    if trainer is None:
+        print(f"{config['output_dir']} holds a finished run: nothing to do (resume=false trains again)")
+    elif trainer.args.should_save:  # the main process of a multi-process run
         print(f"saved to {config['output_dir']}")
 
 

@@ -1,12 +1,13 @@
 """Check this implementation against outputs of the official VideoRefer code.
 
-    python -m videorefer.parity FIXTURE_DIR
+    python -m videorefer.parity FIXTURE_DIR [--stage STAGE]
 
 A parity folder holds one case written by the official code: a checkpoint in the official layout, its tokenizer,
 `inputs.safetensors` (raw frames, masks, ids, pixel values), `outputs.safetensors` (logits, object tokens, greedy ids,
 ...) and `io.json` (question, which raw frames were sampled / masked, ...). The model and processor are loaded through
 the public loading path and fed the raw frames, masks and question. Exit status 0 only when the input ids match, the
-logits differ by at most 1e-4 and the greedy ids match.
+logits differ by at most 1e-4 and the greedy ids match. A folder whose `fixture.json` has kind `train-parity` holds
+one step of an official trainer instead: `videorefer.train_parity` checks ours against it (exit 0 / 1 / 2 alike).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from .api import load_model_and_processor
+from .train_parity import is_train_fixture, run_train_parity
 from .video_io import load_video
 
 __all__ = ["ParityReport", "run_parity", "main"]
@@ -139,13 +141,28 @@ def run_parity(folder: str | Path) -> ParityReport:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a parity folder (e.g. tests/fixtures/official-tiny)")
+    parser.add_argument("--stage", default=None, help="training fixtures: check this stage's freezing instead "
+                        "(ours: region_alignment | instruction, or an official name such as stage2)")
     args = parser.parse_args(argv)
+    if is_train_fixture(args.folder):
+        return _main_train(args.folder, args.stage)
     if _model_type(args.folder) == "videollama3_qwen2":
         return _main_vl3(args.folder)
     try:
         report = run_parity(args.folder)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    return 0 if report.passed else 1
+
+
+def _main_train(folder: str | Path, stage: str | None) -> int:
+    """A fixture of an official trainer (`fixture.json` kind `train-parity`): one training step of ours against it."""
+    try:
+        report = run_train_parity(folder, stage)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f"error: {folder} is not a usable training parity folder: {error}", file=sys.stderr)
         return 2
     print("\n".join(report.lines()))
     return 0 if report.passed else 1

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from videorefer.data.atomic import write_text_atomic
 from videorefer.prompts import DESCRIBE_PROMPT, SHORT_DESCRIBE_PROMPT
 
 from .agents import LETTERS
@@ -67,8 +68,4 @@ def export(items: list[VideoItem], out: str | Path) -> Path:
         refine = records["refine"][item.id]
         if refine["status"] == "ok":
             samples.extend(build_samples(item, records["segment"][item.id], refine, out))
-    path = out / OUTPUT_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(samples, ensure_ascii=False))
-    os.replace(tmp, path)  # never a half-written file
-    return path
+    return write_text_atomic(out / OUTPUT_NAME, json.dumps(samples, ensure_ascii=False))  # never half-written

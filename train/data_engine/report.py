@@ -9,6 +9,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from videorefer.data.atomic import write_text_atomic
+
 from .inputs import VideoItem
 from .store import STAGES, StageStore
 
@@ -87,6 +89,6 @@ def to_markdown(report: dict) -> str:
 def write_report(items: list[VideoItem], out: str | Path, samples: list[dict] | None = None) -> dict:
     out = Path(out)
     report = build_report(items, out, samples)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(to_markdown(report))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=1))  # each file whole or not there
+    write_text_atomic(out / "report.md", to_markdown(report))
     return report

@@ -112,14 +112,22 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
         return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
     def build_prompt(self, question: str, history: Sequence[tuple[str, str]] | None = None) -> str:
-        """Chat-formatted prompt; the video goes before the first user message."""
+        """Chat-formatted prompt; the video goes at the
+        head of the first user message (a `<video>` written in it is moved there, as the official trainer does)."""
+        return self._chat([*(history or []), (question, None)])
+
+    def _chat(self, turns: Sequence[tuple[str, str | None]]) -> str:
+        """The chat template's text of (user, assistant or None) turns; a generation prompt when the last is None."""
         messages: list[dict[str, str]] = []
-        turns = [*(history or []), (question, None)]
         for k, (user, assistant) in enumerate(turns):
-            messages.append({"role": "user", "content": f"{VIDEO_PLACEHOLDER}\n{user}" if k == 0 else user})
+            if k == 0:
+                if VIDEO_PLACEHOLDER in user:
+                    user = user.replace(VIDEO_PLACEHOLDER, "").strip()
+                user = f"{VIDEO_PLACEHOLDER}\n{user}"
+            messages.append({"role": "user", "content": user})
             if assistant is not None:
                 messages.append({"role": "assistant", "content": assistant})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=turns[-1][1] is None)
 
     def tokenize(self, prompt: str) -> list[int]:
         """Ids of a prompt; `<video>` becomes the video placeholder id."""
@@ -206,26 +214,29 @@ class VideoReferProcessor(RegionProcessorMixin, ProcessorMixin):
         num_frames: int | None = None,
         allow_empty_masks: bool = False,
     ) -> BatchFeature:
-        """Inputs plus `labels` for a (user, assistant) conversation: only assistant turns (+ `<|im_end|>`) count.
+        """Inputs plus `labels` for a (user, assistant) conversation, as the official v1 trainer labels them: each
+        answer with what the chat template writes after it (`<|im_end|>` and the newline) counts, nothing else.
 
-        The text is the chat prompt inference builds (`build_prompt` with the earlier turns as history) followed by
-        the answer, so each answer is learnt from exactly the prompt it is later asked with. `<region>` tokens may sit
-        in any user turn; object k is the k-th `<region>` of the whole conversation.
+        The text is the chat prompt inference builds (`build_prompt` with the earlier turns as history: the default
+        system prompt, `<video>` at the head of the first turn) followed by the answer, so each answer is learnt from
+        exactly the prompt it is later asked with. `<region>` tokens may sit in any user turn; object k is the k-th
+        `<region>` of the whole conversation.
         """
         if not conversation:
             raise ValueError("the conversation has no turns")
         ids: list[int] = []
         labels: list[int] = []
         done = ""  # the text tokenised so far; each prompt must extend it
-        for k, (user, answer) in enumerate(conversation):
-            prompt = self.build_prompt(user, conversation[:k])
-            if not prompt.startswith(done):
+        for k in range(len(conversation)):
+            prompt = self._chat([*conversation[:k], (conversation[k][0], None)])
+            full = self._chat(conversation[: k + 1])
+            if not (prompt.startswith(done) and full.startswith(prompt)):
                 raise ValueError("the chat template does not extend earlier turns; cannot mask labels by turn")
-            for piece, learn in ((prompt[len(done):], False), (answer + self.tokenizer.eos_token, True)):
+            for piece, learn in ((prompt[len(done):], False), (full[len(prompt):], True)):
                 piece_ids = self.tokenize(piece)
                 ids.extend(piece_ids)
                 labels.extend(piece_ids if learn else [IGNORE_LABEL] * len(piece_ids))
-            done = prompt + answer + self.tokenizer.eos_token
+            done = full
         return self._with_visual_inputs(ids, labels, video, objects, num_frames, allow_empty_masks)
 
     def _with_visual_inputs(

@@ -224,7 +224,7 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
         if num_frames and not isinstance(video, Video) and not _is_image(video):
             wanted = sorted({int(f) for obj in objects for f in obj})
             video = self.load_video(video, wanted, num_frames=num_frames)
-        visual, layout = self._visual_inputs(video, objects, allow_empty_masks)
+        visual, layout = self._visual_inputs(video, objects, allow_empty_masks, training=True)
         full = render_conversation(turns, layout)
         # Split the full text at each answer: prompt pieces are ignored, answers (+ <|im_end|>) learnt.
         pieces, start = [], 0
@@ -265,7 +265,7 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
             raise ValueError(f"the text holds {regions} {VL3_REGION_TOKEN} tokens, the masks need {needed}")
 
     def _visual_inputs(
-        self, video: Any, objects: Sequence[ObjectMasks], allow_empty: bool
+        self, video: Any, objects: Sequence[ObjectMasks], allow_empty: bool, training: bool = False
     ) -> tuple[dict[str, torch.Tensor], VL3Layout]:
         if _is_image(video):
             image = _image_array(video)
@@ -283,7 +283,9 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
             merge, timestamps, frames = self.spatial_merge_size, loaded.timestamps, loaded.frames
         budget = pixel_budget(self.mm_max_length, self.spatial_merge_size, merge, len(frames))
         pixels, grids = preprocess_images(frames, merge, budget, self.min_pixels, self.image_mean, self.image_std)
-        region_inputs, tokens, per_object = self._region_inputs(objects, frame_of, frames.shape[1:3], allow_empty)
+        region_inputs, tokens, per_object = self._region_inputs(
+            objects, frame_of, frames.shape[1:3], allow_empty, training
+        )
         visual = {
             "pixel_values": pixels,
             "grid_thw": grids,
@@ -294,8 +296,9 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
         frame_tokens = (grids.prod(dim=1) // merge**2).tolist()
         return visual, VL3Layout(frame_tokens, timestamps, tokens, per_object)
 
-    def _region_inputs(self, objects, frame_of, size, allow_empty) -> tuple[VL3RegionInputs, list[int], list[int]]:
-        """Masks object-major (each object's frames in time order) -> crops, mask grids and their patches."""
+    def _region_inputs(self, objects, frame_of, size, allow_empty, training) -> tuple[VL3RegionInputs, list, list]:
+        """Masks object-major (each object's frames in time order) -> crops, mask grids and their patches. Inference
+        divides the crops' pixel budget among the masks; the official trainer gives each crop the whole of it."""
         height, width = size
         masks, images, names = [], [], []
         for k, obj in enumerate(objects):
@@ -328,7 +331,7 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
         for name, n in zip(names, cells):
             if n == 0:
                 raise ValueError(f"{name} selects no patch cell after resizing (too thin); draw a larger mask")
-        budget = pixel_budget(self.mm_max_length, self.spatial_merge_size, 1, len(masks))
+        budget = pixel_budget(self.mm_max_length, self.spatial_merge_size, 1, 1 if training else len(masks))
         pixels, grids = preprocess_images(crops.crops, 1, budget, self.min_pixels, self.image_mean, self.image_std)
         inputs = VL3RegionInputs(
             masks_per_object=[torch.tensor(per_object, dtype=torch.long)],
@@ -345,9 +348,6 @@ class VideoReferVL3Processor(RegionProcessorMixin, ProcessorMixin):
             data["labels"] = torch.tensor([labels])
         data["layout"] = layout
         return BatchFeature(data)
-
-    # ------------------------------------------------------------------ batches, text
-
 
 
 _SETTINGS = ("mm_max_length", "spatial_merge_size", "image_mean", "image_std", "min_pixels", "fps", "max_frames")

@@ -127,5 +127,6 @@ def test_a_malformed_annotation_is_a_problem_not_a_crash(tmp_path):
     report = check_samples(samples, tmp_path)
     assert sorted(report.problems) == [0, 1]
     assert any("list" in message for message in report.problems[0])  # a dict where a list belongs
-    assert any("frame 0 holds '5', not {'segmentation'" in message for message in report.problems[1])
+    assert any("segmentation on frame 0 is neither an RLE dict nor a polygon list" in message
+               for message in report.problems[1])  # either form: `5` is read as an unwrapped segmentation
     assert all("video not found" in " ".join(messages) for messages in report.problems.values())

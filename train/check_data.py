@@ -132,10 +132,6 @@ def _annotation_problems(annotation: Any, size: tuple[int, int, int] | None, kin
             if size is not None and not 0 <= frame < size[0]:
                 problems.append(f"object {k}: frame {frame} is out of range (the {kind} has {size[0]} "
                                 f"frame{'s' if size[0] != 1 else ''})")
-            if value is not None and not (isinstance(value, Mapping) and "segmentation" in value):
-                problems.append(f"object {k}: frame {frame} holds {str(value)[:60]!r}, not "
-                                "{'segmentation': RLE | polygon | null}")
-                continue
             segmentation = value.get("segmentation") if value is not None else None
             if segmentation is not None and not isinstance(segmentation, (Mapping, list)):
                 problems.append(f"object {k}: the segmentation on frame {frame} is neither an RLE dict nor a "

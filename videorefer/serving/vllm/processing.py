@@ -2,7 +2,8 @@
 processor.
 
 A request is `{"prompt_token_ids": [placeholder], "multi_modal_data": {"videorefer": item}}` with `item` a dict:
-`video` (anything the family's processor takes: a path, frames, a decoded `Video`, a still image for VL3),
+`video` (anything the family's processor takes: a path, frames, a decoded `Video` (the API decodes first, with its
+frame settings), a still (H, W, 3) image for VL3),
 `objects` (`[{frame: mask}, ...]`), `text` (the question, `<object0>` ...), `history` (earlier (question, answer)
 turns) and `allow_empty_masks`. `request_prompt` builds it. The family's processor lays out the whole prompt (chat
 template, timestamps, `<image>` and `<REGION>` tokens); the processor here replaces the request's one placeholder
@@ -116,15 +117,12 @@ class VideoReferMultiModalProcessor(BaseMultiModalProcessor[VideoReferProcessing
 
         processor = self.info.family_processor
         dtype = self.info.ctx.model_config.dtype
-        image_id, region_id = self.info.embed_token_ids()
+        image_id, _ = self.info.embed_token_ids()
         fields: dict[str, list[torch.Tensor]] = {name: [] for name in self.FIELDS}
         for item in hf_data[f"{MODALITY}s"]:
             objects = item["objects"]
             text, history = processor.region_conversation(item["text"], item.get("history") or None, objects)
-            video = item["video"]
-            if not (isinstance(video, np.ndarray) and video.ndim == 3):  # a still image stays one
-                video = processor.load_video(video, sorted({int(f) for obj in objects for f in obj}))
-            out = processor(video, text, objects, history=history or None,
+            out = processor(item["video"], text, objects, history=history or None,
                             allow_empty_masks=bool(item.get("allow_empty_masks")))
             ids = out["input_ids"][0]
             pruning = frame_pruning(out["pixel_values"].to(dtype), out["grid_thw"], out["merge_sizes"],
@@ -140,7 +138,6 @@ class VideoReferMultiModalProcessor(BaseMultiModalProcessor[VideoReferProcessing
             fields["region_grid_thw"].append(regions.grid_thw)
             fields["region_mask_cells"].append(_flat([g.to(torch.uint8) for g in regions.mask_grids]))
             fields["masks_per_object"].append(regions.masks_per_object[0])
-            assert int((ids[keep] == region_id).sum()) == int(regions.tokens_per_mask.sum())
         return BatchFeature(fields)
 
     def _get_mm_fields_config(self, hf_inputs: BatchFeature, hf_processor_mm_kwargs: Mapping[str, object]):

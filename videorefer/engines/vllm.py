@@ -1,0 +1,152 @@
+"""`VLLMEngine`: VideoRefer answered by vLLM in this process (`vllm.LLM` / its `LLMEngine`), through the plugin in
+`videorefer.serving.vllm` (registered by the package's `vllm.general_plugins` entry point).
+
+Generation follows the transformers path: greedy by default, at most 512 new tokens, stopping at the tokenizer's
+end-of-turn token, the checkpoint's repetition penalty on generated tokens only (`serving.vllm.penalty`), answers
+decoded by the family's processor. `tensor_parallel_size`, `pipeline_parallel_size`, `distributed_executor_backend`
+("ray" for several machines) and any other `vllm.LLM` argument pass through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import threading
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..caches import objects_key, source_key
+from . import Request
+
+__all__ = ["VLLMEngine", "sampling_params"]
+
+_GREEDY_ONLY = ("temperature", "top_p", "top_k")
+
+
+def _default_dtype() -> str:
+    import torch
+
+    return "auto" if torch.cuda.is_available() else "float32"
+
+
+def sampling_params(generation: dict[str, Any], penalty: float, stop_token_ids: list[int]) -> Any:
+    """`vllm.SamplingParams` for transformers-style generation settings (`max_new_tokens`, `min_new_tokens`,
+    `do_sample`, `temperature`, `top_p`, `top_k`, `repetition_penalty`); anything else is refused by name."""
+    from vllm import SamplingParams
+
+    from ..serving.vllm.penalty import PENALTY_KEY
+
+    settings = dict(generation)
+    known = {"max_new_tokens", "min_new_tokens", "do_sample", "repetition_penalty", "eos_token_id", "pad_token_id",
+             *_GREEDY_ONLY}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"the vllm engine does not take the generation settings {unknown}")
+    sample = bool(settings.get("do_sample"))
+    params = dict(
+        max_tokens=int(settings.get("max_new_tokens") or 512),
+        min_tokens=int(settings.get("min_new_tokens") or 0),
+        temperature=float(settings.get("temperature") or 1.0) if sample else 0.0,
+        stop_token_ids=stop_token_ids,
+        extra_args={PENALTY_KEY: float(settings.get("repetition_penalty", penalty) or 1.0)},
+        skip_special_tokens=True,
+    )
+    if sample:
+        params.update(top_p=float(settings.get("top_p") or 1.0), top_k=int(settings.get("top_k") or 0) or -1)
+    return SamplingParams(**params)
+
+
+def _request_key(request: Request) -> str:
+    """A stable key of everything the processor reads (vLLM's caches use it instead of hashing the frames)."""
+    video = request.video
+    digest = hashlib.blake2b(digest_size=16)
+    key = source_key(video)
+    if key is None:
+        frames = getattr(video, "frames", video)
+        digest.update(np.ascontiguousarray(np.asarray(frames)).data)
+        digest.update(repr(getattr(video, "frame_indices", None)).encode())
+    else:
+        digest.update(key.encode())
+    digest.update(objects_key(request.objects).encode())
+    digest.update(repr((request.question, list(request.history), request.allow_empty_masks)).encode())
+    return digest.hexdigest()
+
+
+class VLLMEngine:
+    """vLLM for one checkpoint of any family the plugin serves. Thread-safe: calls take turns on the engine."""
+
+    def __init__(self, model_id: str | os.PathLike, processor: Any, max_model_len: int = 16384,
+                 enable_prefix_caching: bool = True, **llm_args: Any):
+        from transformers import GenerationConfig
+        from vllm import LLM
+
+        from ..serving.vllm import MODALITY
+        from ..serving.vllm.penalty import OutputRepetitionPenalty
+
+        self.processor = processor
+        self.model_id = str(model_id)
+        llm_args.setdefault("dtype", _default_dtype())
+        self.llm = LLM(
+            self.model_id, max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching,
+            logits_processors=[OutputRepetitionPenalty], limit_mm_per_prompt={MODALITY: 1},
+            generation_config="vllm",  # the API's settings, not the checkpoint's sampling defaults
+            **llm_args,
+        )
+        try:
+            generation_config = GenerationConfig.from_pretrained(self.model_id)
+        except OSError:
+            generation_config = GenerationConfig()
+        self.repetition_penalty = float(generation_config.repetition_penalty or 1.0)
+        self.stop_token_ids = [int(processor.tokenizer.eos_token_id)]
+        self.placeholder_id = int(self.llm.llm_engine.model_config.hf_config.image_token_index)
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+
+    def prompt(self, request: Request) -> dict[str, Any]:
+        from ..serving.vllm.processing import request_prompt
+
+        return request_prompt(self.placeholder_id, request.video, request.objects, request.question,
+                              request.history, request.allow_empty_masks, uuid=_request_key(request))
+
+    def answer(self, requests: Sequence[Request], **generation: Any) -> list[str]:
+        params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
+        prompts = [self.prompt(request) for request in requests]
+        with self._lock:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [self.processor.decode(list(output.outputs[0].token_ids)) for output in outputs]
+
+    def token_ids(self, requests: Sequence[Request], logprobs: int | None = None, **generation: Any) -> list[Any]:
+        """vLLM's `CompletionOutput` of each request (ids, and `logprobs` top entries per step when asked)."""
+        params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
+        params.logprobs = logprobs
+        with self._lock:
+            outputs = self.llm.generate([self.prompt(r) for r in requests], params, use_tqdm=False)
+        return [output.outputs[0] for output in outputs]
+
+    def stream(self, request: Request, stop_event: threading.Event | None = None,
+               **generation: Any) -> Iterator[str]:
+        """The answer as it grows: the engine steps until this request finishes (or `stop_event` is set)."""
+        params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
+        engine = self.llm.llm_engine
+        request_id = f"stream-{next(self._ids)}"
+        with self._lock:
+            engine.add_request(request_id, self.prompt(request), params)
+            try:
+                ids: list[int] = []
+                finished = False
+                while not finished:
+                    if stop_event is not None and stop_event.is_set():
+                        break
+                    for output in engine.step():
+                        if output.request_id == request_id:
+                            ids = list(output.outputs[0].token_ids)
+                            finished = output.finished
+                            yield self.processor.decode(ids)
+            finally:
+                if not finished:
+                    engine.abort_request([request_id])
+
+    def close(self) -> None:
+        del self.llm

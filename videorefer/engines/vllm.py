@@ -110,40 +110,52 @@ class VLLMEngine:
         return request_prompt(self.placeholder_id, request.video, request.objects, request.question,
                               request.history, request.allow_empty_masks, uuid=_request_key(request))
 
-    def answer(self, requests: Sequence[Request], **generation: Any) -> list[str]:
-        params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
-        prompts = [self.prompt(request) for request in requests]
-        with self._lock:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [self.processor.decode(list(output.outputs[0].token_ids)) for output in outputs]
+    def answer(self, requests: Sequence[Request], return_exceptions: bool = False, **generation: Any) -> list[Any]:
+        """Every request's answer, all submitted at once. A request the processor refuses does not stop the others:
+        its error is raised after they finish, or put in its place with `return_exceptions`."""
+        outputs = self.outputs(requests, **generation)
+        errors = [output for output in outputs if isinstance(output, Exception)]
+        if errors and not return_exceptions:
+            raise errors[0]
+        return [o if isinstance(o, Exception) else self.processor.decode(list(o.token_ids)) for o in outputs]
 
-    def token_ids(self, requests: Sequence[Request], logprobs: int | None = None, **generation: Any) -> list[Any]:
-        """vLLM's `CompletionOutput` of each request (ids, and `logprobs` top entries per step when asked)."""
+    def outputs(self, requests: Sequence[Request], logprobs: int | None = None, **generation: Any) -> list[Any]:
+        """vLLM's `CompletionOutput` of each request (ids; `logprobs` top entries per step when asked), or the
+        exception that refused it."""
         params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
         params.logprobs = logprobs
+        results: dict[str, Any] = {}
+        order = []
         with self._lock:
-            outputs = self.llm.generate([self.prompt(r) for r in requests], params, use_tqdm=False)
-        return [output.outputs[0] for output in outputs]
+            engine = self.llm.llm_engine
+            for request in requests:
+                request_id = f"req-{next(self._ids)}"
+                order.append(request_id)
+                try:
+                    engine.add_request(request_id, self.prompt(request), params)
+                except Exception as error:  # refused by the processor: this request only
+                    results[request_id] = error
+            while engine.has_unfinished_requests():
+                for output in engine.step():
+                    if output.finished:
+                        results[output.request_id] = output.outputs[0]
+        return [results[request_id] for request_id in order]
 
     def stream(self, request: Request, stop_event: threading.Event | None = None,
                **generation: Any) -> Iterator[str]:
         """The answer as it grows: the engine steps until this request finishes (or `stop_event` is set)."""
         params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
-        engine = self.llm.llm_engine
         request_id = f"stream-{next(self._ids)}"
         with self._lock:
+            engine = self.llm.llm_engine
             engine.add_request(request_id, self.prompt(request), params)
+            finished = False
             try:
-                ids: list[int] = []
-                finished = False
-                while not finished:
-                    if stop_event is not None and stop_event.is_set():
-                        break
+                while not finished and not (stop_event is not None and stop_event.is_set()):
                     for output in engine.step():
                         if output.request_id == request_id:
-                            ids = list(output.outputs[0].token_ids)
                             finished = output.finished
-                            yield self.processor.decode(ids)
+                            yield self.processor.decode(list(output.outputs[0].token_ids))
             finally:
                 if not finished:
                     engine.abort_request([request_id])

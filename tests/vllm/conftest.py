@@ -1,0 +1,45 @@
+"""The vLLM engine's tests: they run in the vLLM venv (`.venv-vllm`, made by `scripts/vllm_venv.sh`), started by
+`tests/test_vllm_engine.py` from the main suite, or directly:
+
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 OMP_NUM_THREADS=1 .venv-vllm/bin/python -m pytest -q tests/vllm
+
+One engine per family is started once per session and shared. Without vLLM installed nothing here is collected."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+if importlib.util.find_spec("vllm") is None:
+    collect_ignore_glob = ["test_*.py"]
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process: starts in ~5 s
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+
+
+@pytest.fixture(scope="session")
+def vl3_pair(tmp_path_factory):
+    """(transformers VideoRefer, vLLM VideoRefer) on one tiny VL3 checkpoint (head size 32, answers that depend on the
+    input: initializer range 0.2)."""
+    yield from _pair("vl3", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def v1_pair(tmp_path_factory):
+    yield from _pair("v1", tmp_path_factory)
+
+
+def _pair(family: str, tmp_path_factory):
+    from videorefer import VideoRefer
+    from videorefer.testing.tiny import ENGINE_SIZES, build_tiny
+
+    folder = build_tiny(family, tmp_path_factory.mktemp(f"engine-{family}"), initializer_range=0.2, **ENGINE_SIZES)
+    reference = VideoRefer.from_pretrained(folder, device="cpu")
+    reference.reuse_prefix_cache = False
+    served = VideoRefer.from_pretrained(folder, engine="vllm",
+                                        engine_args=dict(max_model_len=4096, enforce_eager=True))
+    yield reference, served
+    served.engine.close()

@@ -34,7 +34,23 @@ from vllm.multimodal.processing import (
 
 from . import MODALITY
 
-__all__ = ["VideoReferProcessingInfo", "VideoReferDummyInputs", "VideoReferMultiModalProcessor", "request_prompt"]
+__all__ = ["VideoReferProcessingInfo", "VideoReferDummyInputs", "VideoReferMultiModalProcessor", "request_prompt",
+           "embed_token_ids"]
+
+#: The config attributes naming the ids on a request's embedding positions, per family (`model_type`); the first is
+#: also the request's placeholder. VL3: `<image>` (video tokens), `<REGION>`; v1: `<region>` for both (its video
+#: tokens have no id of their own: the official placeholder is the out-of-vocabulary -201).
+EMBED_TOKEN_ATTRIBUTES = {
+    "videollama3_qwen2": ("image_token_index", "region_token_index"),
+    "videorefer_qwen2": ("region_id",),
+}
+
+
+def embed_token_ids(config: Any) -> list[int]:
+    """The embedding-position ids of `config`'s family (the first: the request placeholder)."""
+    if config.model_type not in EMBED_TOKEN_ATTRIBUTES:
+        raise ValueError(f"the vLLM plugin serves {sorted(EMBED_TOKEN_ATTRIBUTES)}, not {config.model_type!r}")
+    return [int(getattr(config, name)) for name in EMBED_TOKEN_ATTRIBUTES[config.model_type]]
 
 
 def request_prompt(placeholder_id: int, video: Any, objects: Sequence[Any], text: str,
@@ -79,11 +95,10 @@ class VideoReferProcessingInfo(BaseProcessingInfo):
         return family_for_checkpoint(path).processor_class.from_pretrained(path)
 
     def placeholder_id(self) -> int:
-        return int(self.get_hf_config().image_token_index)
+        return self.embed_token_ids()[0]
 
     def embed_token_ids(self) -> list[int]:
-        config = self.get_hf_config()
-        return [int(config.image_token_index), int(config.region_token_index)]
+        return embed_token_ids(self.get_hf_config())
 
 
 class VideoReferDummyInputs(BaseDummyInputsBuilder[VideoReferProcessingInfo]):
@@ -102,46 +117,31 @@ class VideoReferDummyInputs(BaseDummyInputsBuilder[VideoReferProcessingInfo]):
                                 allow_empty_masks=False)]}
 
 
-def _flat(values: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([v.reshape(-1) for v in values]) if values else torch.zeros(0, dtype=torch.uint8)
-
-
 class VideoReferMultiModalProcessor(BaseMultiModalProcessor[VideoReferProcessingInfo]):
-    """Each item through the family's processor, then frame pruning; fields are one tensor per item."""
+    """Each item through the family's processor; `item_inputs` (per family) turns its output into the prompt ids vLLM
+    runs and one tensor per field (`FIELDS`) for the model's `embed_multimodal`."""
 
-    FIELDS = ("vr_ids", "pixel_values", "grid_thw", "merge_sizes", "region_pixel_values", "region_grid_thw",
-              "region_mask_cells", "masks_per_object")
+    FIELDS: tuple[str, ...] = ()
+
+    def item_inputs(self, out: BatchFeature) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
 
     def _call_hf_processor(self, hf_data: Mapping[str, object], hf_kwargs: Mapping[str, object]) -> BatchFeature:
-        from ...models.videorefer_vl3.frame_pruning import frame_pruning
-
         processor = self.info.family_processor
-        dtype = self.info.ctx.model_config.dtype
-        image_id, _ = self.info.embed_token_ids()
-        fields: dict[str, list[torch.Tensor]] = {name: [] for name in self.FIELDS}
+        fields: dict[str, list[torch.Tensor]] = {name: [] for name in ("vr_ids", *self.FIELDS)}
         for item in hf_data[f"{MODALITY}s"]:
             objects = item["objects"]
             text, history = processor.region_conversation(item["text"], item.get("history") or None, objects)
             out = processor(item["video"], text, objects, history=history or None,
                             allow_empty_masks=bool(item.get("allow_empty_masks")))
-            ids = out["input_ids"][0]
-            pruning = frame_pruning(out["pixel_values"].to(dtype), out["grid_thw"], out["merge_sizes"],
-                                    out["frames_per_sample"])
-            keep = torch.ones_like(ids, dtype=torch.bool)
-            keep[ids == image_id] = pruning.keep.cpu()
-            regions = out["region_inputs"]
-            fields["vr_ids"].append(ids[keep])
-            fields["pixel_values"].append(out["pixel_values"])
-            fields["grid_thw"].append(out["grid_thw"])
-            fields["merge_sizes"].append(out["merge_sizes"])
-            fields["region_pixel_values"].append(regions.pixel_values)
-            fields["region_grid_thw"].append(regions.grid_thw)
-            fields["region_mask_cells"].append(_flat([g.to(torch.uint8) for g in regions.mask_grids]))
-            fields["masks_per_object"].append(regions.masks_per_object[0])
+            ids, tensors = self.item_inputs(out)
+            fields["vr_ids"].append(ids)
+            for name in self.FIELDS:
+                fields[name].append(tensors[name])
         return BatchFeature(fields)
 
     def _get_mm_fields_config(self, hf_inputs: BatchFeature, hf_processor_mm_kwargs: Mapping[str, object]):
-        return {name: MultiModalFieldConfig.batched(MODALITY) for name in self.FIELDS}
+        return {name: MultiModalFieldConfig.batched(MODALITY) for name in ("vr_ids", *self.FIELDS)}
 
     def _get_prompt_updates(self, mm_items: MultiModalDataItems, hf_processor_mm_kwargs: Mapping[str, object],
                             out_mm_kwargs: MultiModalKwargsItems) -> Sequence[PromptUpdate]:

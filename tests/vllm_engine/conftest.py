@@ -1,7 +1,7 @@
 """The vLLM engine's tests: they run in the vLLM venv (`.venv-vllm`, made by `scripts/vllm_venv.sh`), started by
 `tests/test_vllm_engine.py` from the main suite, or directly:
 
-    VLLM_ENABLE_V1_MULTIPROCESSING=0 OMP_NUM_THREADS=1 .venv-vllm/bin/python -m pytest -q tests/vllm
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 OMP_NUM_THREADS=1 .venv-vllm/bin/python -m pytest -q tests/vllm_engine
 
 One engine per family is started once per session and shared. Without vLLM installed, tests/conftest.py leaves
 this folder out."""
@@ -37,6 +37,6 @@ def _pair(family: str, tmp_path_factory):
     reference = VideoRefer.from_pretrained(folder, device="cpu")
     reference.reuse_prefix_cache = False
     served = VideoRefer.from_pretrained(folder, engine="vllm",
-                                        engine_args=dict(max_model_len=4096, enforce_eager=True))
+                                        engine_args=dict(max_model_len=1024, enforce_eager=True))
     yield reference, served
     served.engine.close()

@@ -77,19 +77,20 @@ def _request_key(request: Request) -> str:
 class VLLMEngine:
     """vLLM for one checkpoint of any family the plugin serves. Thread-safe: calls take turns on the engine."""
 
-    def __init__(self, model_id: str | os.PathLike, processor: Any, max_model_len: int = 16384,
-                 enable_prefix_caching: bool = True, **llm_args: Any):
+    def __init__(self, model_id: str | os.PathLike, processor: Any, enable_prefix_caching: bool = True,
+                 **llm_args: Any):
         from transformers import GenerationConfig
         from vllm import LLM
 
         from ..serving.vllm import MODALITY
         from ..serving.vllm.penalty import OutputRepetitionPenalty
+        from ..serving.vllm.processing import embed_token_ids
 
         self.processor = processor
         self.model_id = str(model_id)
         llm_args.setdefault("dtype", _default_dtype())
         self.llm = LLM(
-            self.model_id, max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching,
+            self.model_id, enable_prefix_caching=enable_prefix_caching,
             logits_processors=[OutputRepetitionPenalty], limit_mm_per_prompt={MODALITY: 1},
             generation_config="vllm",  # the API's settings, not the checkpoint's sampling defaults
             **llm_args,
@@ -100,7 +101,7 @@ class VLLMEngine:
             generation_config = GenerationConfig()
         self.repetition_penalty = float(generation_config.repetition_penalty or 1.0)
         self.stop_token_ids = [int(processor.tokenizer.eos_token_id)]
-        self.placeholder_id = int(self.llm.llm_engine.model_config.hf_config.image_token_index)
+        self.placeholder_id = embed_token_ids(self.llm.llm_engine.model_config.hf_config)[0]
         self._lock = threading.Lock()
         self._ids = itertools.count()
 

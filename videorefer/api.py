@@ -6,6 +6,7 @@
     vr.ask("video.mp4", [obj_a, obj_b], "What is <object0> doing to <object1>?")
     vr.ask_image("photo.jpg", [mask], "What is <object0>?")  # a still image: one mask per object
 
+`VideoRefer.from_pretrained(..., engine="vllm")` answers the same questions through vLLM (`videorefer.engines`).
 The checkpoint's `model_type` picks the family (`videorefer.families`); everything here goes through the family
 contract (the processor's `load_video`, `__call__`, `text_inputs`, `collate`, `decode`, `visual_keys`; the model's
 `encode_visual`, `prepare_multimodal_inputs`, `generate`, `full_precision_modules`). Follow-up questions about the
@@ -21,84 +22,18 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from transformers import BitsAndBytesConfig, TextIteratorStreamer
+from transformers import TextIteratorStreamer
 
 from . import models  # noqa: F401  (registers every family)
 from .caches import PrefixCache, VisualCache, objects_key, source_key
 from .families import family_for_checkpoint
+from .loading import DEFAULT_MODEL_ID, load_model_and_processor
 from .prompts import DESCRIBE_PROMPT
 from .region_inputs import RegionInputs
 from .regions import ObjectMasks
 from .video_io import Video, VideoSource
 
-__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID"]
-
-DEFAULT_MODEL_ID = "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B"  # the best published checkpoint (VideoRefer-VL3 family)
-QUANTIZATIONS = (None, "none", "8bit", "4bit")
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_model_and_processor(
-    model_id: str | os.PathLike = DEFAULT_MODEL_ID,
-    quantization: str | None = None,
-    device: str | None = None,
-    device_map: str | dict | None = None,
-    dtype: torch.dtype | str | None = None,
-    adapter: str | os.PathLike | None = None,
-    attn_implementation: str | None = None,
-    **hub_kwargs: Any,
-) -> tuple[Any, Any]:
-    """Load a checkpoint in the official layout (a folder or a Hub id), optionally quantised and with a peft adapter.
-
-    The config's `model_type` picks the family (`ValueError` naming the supported ones for any other). Quantisation
-    (bitsandbytes `8bit` / `4bit`) applies to the language model's linear layers; the family's
-    `full_precision_modules` (vision side, region encoder, output layer) stay in `dtype`.
-    """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of none, 8bit, 4bit; got {quantization!r}")
-    path = str(model_id)
-    if os.path.isdir(path):
-        missing = [name for name in ("config.json",) if not os.path.isfile(os.path.join(path, name))]
-        if not any(f.endswith(".safetensors") or f.endswith(".bin") for f in os.listdir(path)):
-            missing.append("model weights (*.safetensors or *.bin)")
-        if missing:
-            raise ValueError(f"the checkpoint folder {path} is missing {', '.join(missing)}")
-    device = device or _default_device()
-    if dtype is None:
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    elif isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    family = family_for_checkpoint(path, **hub_kwargs)
-    config = family.config_class.from_pretrained(path, **hub_kwargs)
-    kwargs: dict[str, Any] = dict(config=config, dtype=dtype, **hub_kwargs)
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    if quantization in ("8bit", "4bit"):
-        skip = list(family.model_class.full_precision_modules)
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
-            if quantization == "8bit"
-            else BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-                bnb_4bit_use_double_quant=True, llm_int8_skip_modules=skip,
-            )
-        )
-        kwargs["device_map"] = device_map or {"": device}
-    elif device_map is not None:
-        kwargs["device_map"] = device_map
-    model = family.model_class.from_pretrained(path, **kwargs)
-    if "device_map" not in kwargs:
-        model.to(device)
-    if adapter is not None:
-        from .adapters import load_adapter
-
-        model = load_adapter(model, adapter, path)
-    model.eval()
-    processor = family.processor_class.from_pretrained(path, **hub_kwargs)
-    return model, processor
+__all__ = ["VideoRefer", "load_model_and_processor", "DEFAULT_MODEL_ID"]  # the loader re-exported from .loading
 
 
 def _is_still_image(video: Any) -> bool:
@@ -125,9 +60,10 @@ class VideoRefer:
     """A loaded model + processor of any family with the questions people ask: `describe`, `ask`, `ask_stream`,
     `ask_batch`; and the steps they are made of (`prepare`, `encode`, `generate`) for tools that time or batch them."""
 
-    def __init__(self, model: Any, processor: Any, cache_size: int = 4):
-        self.model = model
+    def __init__(self, model: Any, processor: Any, cache_size: int = 4, engine: Any = None):
+        self.model = model  # None when another engine (`engine`) runs the language model
         self.processor = processor
+        self.engine = engine  # a `videorefer.engines.Engine`, or None: this process's transformers model
         self.cache = VisualCache(cache_size)
         self.prefix_cache = PrefixCache()
         self.reuse_prefix_cache = True
@@ -139,11 +75,29 @@ class VideoRefer:
         model_id: str | os.PathLike = DEFAULT_MODEL_ID,
         quantization: str | None = None,
         adapter: str | os.PathLike | None = None,
+        engine: str = "transformers",
+        engine_args: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> "VideoRefer":
         """Load any registered family's checkpoint (its config's `model_type` decides); see
-        `load_model_and_processor` for the other arguments (device, device_map, dtype, attn_implementation)."""
-        return cls(*load_model_and_processor(model_id, quantization=quantization, adapter=adapter, **kwargs))
+        `load_model_and_processor` for the other arguments (device, device_map, dtype, attn_implementation).
+        `engine="vllm"` answers through vLLM instead (`videorefer.engines`; `engine_args` go to `vllm.LLM`, e.g.
+        `tensor_parallel_size`)."""
+        if engine == "transformers":
+            return cls(*load_model_and_processor(model_id, quantization=quantization, adapter=adapter, **kwargs))
+        from .engines import load_engine
+
+        if quantization not in (None, "none") or adapter is not None:
+            raise ValueError(f"the {engine} engine loads the checkpoint itself: quantization and adapter are "
+                             "options of the transformers engine")
+        processor = family_for_checkpoint(str(model_id)).processor_class.from_pretrained(str(model_id))
+        return cls(None, processor, engine=load_engine(engine, str(model_id), processor, **dict(engine_args or {})))
+
+    @property
+    def submit_size(self) -> int:
+        """How many questions callers should hand over at once (`ask_batch`): 1 for this process's transformers model
+        (one after another), the engine's for an engine that batches them itself."""
+        return getattr(self.engine, "submit_size", 1)
 
     @property
     def device(self) -> torch.device:
@@ -234,8 +188,30 @@ class VideoRefer:
         `history` holds earlier (question, answer) turns as the caller asked them; region placeholders are laid out
         in the first question of the conversation (see `videorefer.prompts.region_conversation`).
         """
+        if self.engine is not None:
+            request = self._request(video, regions, question, history, num_frames, allow_empty_masks)
+            return self.engine.answer([request], **self._engine_generation(generation))[0]
         inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
         return self.processor.decode(self.generate(inputs, **generation)[0])
+
+    def _request(self, video, regions, question, history, num_frames, allow_empty_masks) -> Any:
+        """An engine's request: the question laid out, the video decoded (cached) as `prepare` does."""
+        from .engines import Request
+
+        text, history = self.processor.region_conversation(question, history, regions)
+        if not _is_still_image(video):
+            frames = {"num_frames": num_frames} if num_frames else {}
+            frame_count = num_frames or getattr(self.processor, "num_frames", None)
+            frames_needed = sorted({int(f) for obj in regions for f in obj})
+            video_source = source_key(video)
+            video_key = f"video:{video_source}:{frame_count}:{frames_needed}"
+            decoded = self.cache.get(video_key) if video_source else None
+            if decoded is None:
+                decoded = self.processor.load_video(video, frames_needed, **frames)
+                if video_source is not None:
+                    self.cache.put(video_key, decoded)
+            video = decoded
+        return Request(video, list(regions), text, list(history or []), allow_empty_masks)
 
     @property
     def describe_prompt(self) -> str:
@@ -257,6 +233,10 @@ class VideoRefer:
         processor's `collate` (the path training uses too). No history, no caches."""
         if not items:
             return []
+        if self.engine is not None:  # every item submitted at once: the engine batches them as they come
+            requests = [self._request(video, regions, question, None, num_frames, allow_empty_masks)
+                        for video, regions, question in items]
+            return self.engine.answer(requests, **self._engine_generation(generation))
         frames = {"num_frames": num_frames} if num_frames else {}
         singles = [
             self.processor(
@@ -285,6 +265,10 @@ class VideoRefer:
         **generation: Any,
     ) -> Iterator[str]:
         """Like `ask`, yielding the answer as it grows. Setting `stop_event` ends generation early."""
+        if self.engine is not None:
+            request = self._request(video, regions, question, history, num_frames, allow_empty_masks)
+            yield from self.engine.stream(request, stop_event, **self._engine_generation(generation))
+            return
         inputs = self.prepare(video, regions, question, history, num_frames, allow_empty_masks=allow_empty_masks)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=False, skip_special_tokens=True)
         settings = {**generation, "streamer": streamer}
@@ -369,6 +353,9 @@ class VideoRefer:
         if self.reuse_prefix_cache and embeds.shape[0] == 1:
             self.prefix_cache.store(embeds, model.get_input_embeddings()(ids[0]), cache)
         return ids
+
+    def _engine_generation(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.generation_defaults, **overrides}
 
     def _generation(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         settings = {**self.generation_defaults, **overrides}

@@ -10,6 +10,7 @@ with a clear message instead of deep inside a forward pass:
 - `siglip`: SigLIP encoder layers called one by one, positionally (to stop at the selected layer).
 - `cache`: dropping tokens from the end of a KV cache (`Cache.crop` with a negative count), its maximum length.
 - `qwen2`: `Qwen2ForCausalLM`'s own `__init__` replaced (it would build a plain `Qwen2Model` we do not want).
+- `generation`: the repetition penalty on generated tokens only, for every row of a left-padded batch.
 - `trainer`: `Trainer._save` / `Trainer._load_from_checkpoint` taken over for encoder-only checkpoints.
 
 `TRANSFORMERS_SUPPORTED` is the tested range, also pinned in `pyproject.toml` and `requirements.txt`.

@@ -7,12 +7,12 @@ subclasses `SplicedCausalLMMixin` (before `Qwen2ForCausalLM`) and implements `en
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import BatchFeature
 
+from ..compat import generation as compat_generation
 from ..prompts import IGNORE_LABEL
 from ..region_inputs import RegionInputs
 
@@ -151,7 +151,8 @@ class SplicedCausalLMMixin:
                 input_ids, attention_mask, None, visual_features, padding_side="left", **visual
             )
             input_ids = None
-        with warnings.catch_warnings():
-            # As in the official code: the prompt enters as embeddings, so a repetition penalty sees only new tokens.
-            warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
-            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if input_ids is None and kwargs.get("inputs_embeds") is not None:
+            # As in the official code: the prompt enters as embeddings, so a repetition penalty sees only new tokens
+            # (every row of a left-padded batch alike).
+            kwargs = compat_generation.output_only_penalty(kwargs, self.generation_config)
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

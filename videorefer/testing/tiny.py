@@ -10,10 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["TINY_FAMILIES", "build_tiny", "tiny_checkpoint", "TINY_DIR_ENV"]
+__all__ = ["TINY_FAMILIES", "ENGINE_SIZES", "build_tiny", "tiny_checkpoint", "TINY_DIR_ENV"]
 
 #: Where `tiny_checkpoint` keeps the tiny models it builds (default `~/.cache/videorefer/tiny`).
 TINY_DIR_ENV = "VIDEOREFER_TINY_DIR"
+#: Language-model sizes for engines that need a head size of at least 32 (vLLM's CPU attention takes 32, 64, 80, ...):
+#: `build_tiny(family, folder, **ENGINE_SIZES)`; the default tiny models have head size 16.
+ENGINE_SIZES = dict(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2)
 
 
 def _v1(folder: str | os.PathLike, **kwargs) -> Path:

@@ -25,7 +25,7 @@ from .inputs import PooledRegionInputs
 from .object_encoder import ObjectEncoder
 from .vision import VisionTower, resolve_vision_config
 
-__all__ = ["VideoReferQwen2Model", "VideoReferQwen2ForCausalLM", "VisualFeatures"]
+__all__ = ["VideoReferQwen2Model", "VideoReferQwen2ForCausalLM", "V1VisualEncoding", "VisualFeatures"]
 
 
 @dataclass
@@ -52,36 +52,11 @@ class VideoReferQwen2Model(Qwen2Model):
         self.post_init()
 
 
-class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
-    config_class = VideoReferQwen2Config
-    _no_split_modules = ["Qwen2DecoderLayer", "VisionTower", "STCConnector", "ObjectEncoder"]
-    # Quantisation leaves these in full precision: the vision side, the object encoder and the output layer.
-    visual_keys = ("pixel_values", "region_inputs")  # forward / generate take these (base.SplicedCausalLMMixin)
-    full_precision_modules = ["model.vision_tower", "model.mm_projector", "model.region_encoder", "lm_head"]
-    # Named parts that training stages freeze or train (train.train reads these, never the family's name).
-    module_groups = {"vision": "model.vision_tower", "connector": "model.mm_projector",
-                     "region_encoder": "model.region_encoder"}
-    # The config key naming the vision tower (a Hub id, or a folder next to the weights in the tiny layout).
-    vision_folder_key = "mm_vision_tower"
+class V1VisualEncoding:
+    """VideoRefer-7B's vision side as a mixin: `encode_visual` on any module whose `model` holds `vision_tower`,
+    `mm_projector` and `region_encoder` (the causal LM here; the vLLM plugin's model, `videorefer.serving.vllm`,
+    which runs these same modules beside vLLM's own Qwen2)."""
 
-    def __init__(self, config: VideoReferQwen2Config):
-        init_causal_lm(self, config, lambda: VideoReferQwen2Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
-
-    # ------------------------------------------------------------------ loading
-    resolve_checkpoint_config = staticmethod(resolve_vision_config)  # the tower's settings, from its folder or id
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
-        """Load an official or a saved checkpoint, every tensor included (the vision tower's too)."""
-        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
-
-    @property
-    def region_token_index(self) -> int:
-        """Id of `<region>` (see `VideoReferQwen2Config.region_id`)."""
-        return self.config.region_id
-
-    # ------------------------------------------------------------------ vision side
     def encode_visual(
         self, pixel_values: torch.Tensor, region_inputs: PooledRegionInputs | None = None
     ) -> VisualFeatures:
@@ -121,6 +96,36 @@ class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
             pooled_all.append(pooled)
             merged_all.append(merged)
         return VisualFeatures(video_tokens, object_tokens, counts, features, pooled_all, merged_all)
+
+
+class VideoReferQwen2ForCausalLM(SplicedCausalLMMixin, V1VisualEncoding, Qwen2ForCausalLM):
+    config_class = VideoReferQwen2Config
+    _no_split_modules = ["Qwen2DecoderLayer", "VisionTower", "STCConnector", "ObjectEncoder"]
+    # Quantisation leaves these in full precision: the vision side, the object encoder and the output layer.
+    visual_keys = ("pixel_values", "region_inputs")  # forward / generate take these (base.SplicedCausalLMMixin)
+    full_precision_modules = ["model.vision_tower", "model.mm_projector", "model.region_encoder", "lm_head"]
+    # Named parts that training stages freeze or train (train.train reads these, never the family's name).
+    module_groups = {"vision": "model.vision_tower", "connector": "model.mm_projector",
+                     "region_encoder": "model.region_encoder"}
+    # The config key naming the vision tower (a Hub id, or a folder next to the weights in the tiny layout).
+    vision_folder_key = "mm_vision_tower"
+
+    def __init__(self, config: VideoReferQwen2Config):
+        init_causal_lm(self, config, lambda: VideoReferQwen2Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
+
+    # ------------------------------------------------------------------ loading
+    resolve_checkpoint_config = staticmethod(resolve_vision_config)  # the tower's settings, from its folder or id
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """Load an official or a saved checkpoint, every tensor included (the vision tower's too)."""
+        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+
+    @property
+    def region_token_index(self) -> int:
+        """Id of `<region>` (see `VideoReferQwen2Config.region_id`)."""
+        return self.config.region_id
 
     # ------------------------------------------------------------------ splicing
     def splice_inputs(

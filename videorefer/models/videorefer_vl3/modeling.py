@@ -30,7 +30,9 @@ from .frame_pruning import frame_pruning
 from .region_encoder import RegionEncoder, mask_cell_features, pool_region_tokens
 from .vision import VisionEncoder, build_projector, spatial_downsample
 
-__all__ = ["VideoReferVL3Model", "VideoReferVL3ForCausalLM", "VL3VisualFeatures", "greedy_generation_config"]
+__all__ = [
+    "VideoReferVL3Model", "VideoReferVL3ForCausalLM", "VL3VisualEncoding", "VL3VisualFeatures", "greedy_generation_config",
+]
 
 VISUAL_KEYS = ("pixel_values", "grid_thw", "merge_sizes", "frames_per_sample", "region_inputs")
 
@@ -76,46 +78,11 @@ class VideoReferVL3Model(Qwen2Model):
         self.post_init()
 
 
-class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
-    config_class = VideoReferVL3Config
-    _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
-    # Quantisation leaves these in full precision: the vision side, the region encoder and the output layer.
-    full_precision_modules = ["model.vision_encoder", "model.mm_projector", "model.region_encoder", "lm_head"]
-    # Named parts that training stages freeze or train (train.train reads these, never the family's name).
-    module_groups = {"vision": "model.vision_encoder", "connector": "model.mm_projector",
-                     "region_encoder": "model.region_encoder"}
-    # The config key naming the vision encoder (a folder next to the weights in the tiny and official layouts).
-    vision_folder_key = "vision_encoder"
-    visual_keys = VISUAL_KEYS
-    visual_options = ("kmeans_generator",)
+class VL3VisualEncoding:
+    """VL3's vision side as a mixin: `encode_visual` on any module whose `model` holds `vision_encoder`,
+    `mm_projector` and `region_encoder` and whose `config` has `hidden_size` (the causal LM here; the vLLM plugin's
+    model, `videorefer.serving.vllm`, which runs these same modules beside vLLM's own Qwen2)."""
 
-    def __init__(self, config: VideoReferVL3Config):
-        init_causal_lm(self, config, lambda: VideoReferVL3Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
-
-    # ------------------------------------------------------------------ loading
-    @staticmethod
-    def resolve_checkpoint_config(config: VideoReferVL3Config, path) -> None:
-        """The encoder's settings (its folder or the published id) and the `<image>` / `<REGION>` ids."""
-        resolve_vision_config(config, path)
-        resolve_token_ids(config, path)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
-        """Load an official or a saved checkpoint; generation defaults become the official greedy settings."""
-        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
-        if kwargs.get("attn_implementation") is None and _flash_attention_fits(kwargs.get("dtype")):
-            kwargs["attn_implementation"] = "flash_attention_2"
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
-        greedy_generation_config(model.generation_config, model.config)
-        return model
-
-    def _token_id(self, name: str) -> int:
-        value = getattr(self.config, name)
-        if value is None:
-            raise ValueError(f"config.{name} is not set: set it from the tokenizer before running the model")
-        return int(value)
-
-    # ------------------------------------------------------------------ vision side
     def encode_visual(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -220,6 +187,46 @@ class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, Qwen2ForCausalLM):
                 return f"mask {k} in sample {sample}"
             k -= count
         return f"mask {k}"
+
+
+class VideoReferVL3ForCausalLM(SplicedCausalLMMixin, VL3VisualEncoding, Qwen2ForCausalLM):
+    config_class = VideoReferVL3Config
+    _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
+    # Quantisation leaves these in full precision: the vision side, the region encoder and the output layer.
+    full_precision_modules = ["model.vision_encoder", "model.mm_projector", "model.region_encoder", "lm_head"]
+    # Named parts that training stages freeze or train (train.train reads these, never the family's name).
+    module_groups = {"vision": "model.vision_encoder", "connector": "model.mm_projector",
+                     "region_encoder": "model.region_encoder"}
+    # The config key naming the vision encoder (a folder next to the weights in the tiny and official layouts).
+    vision_folder_key = "vision_encoder"
+    visual_keys = VISUAL_KEYS
+    visual_options = ("kmeans_generator",)
+
+    def __init__(self, config: VideoReferVL3Config):
+        init_causal_lm(self, config, lambda: VideoReferVL3Model(config))  # not Qwen2ForCausalLM's: no plain Qwen2Model
+
+    # ------------------------------------------------------------------ loading
+    @staticmethod
+    def resolve_checkpoint_config(config: VideoReferVL3Config, path) -> None:
+        """The encoder's settings (its folder or the published id) and the `<image>` / `<REGION>` ids."""
+        resolve_vision_config(config, path)
+        resolve_token_ids(config, path)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, **kwargs):
+        """Load an official or a saved checkpoint; generation defaults become the official greedy settings."""
+        config = cls.checkpoint_config(pretrained_model_name_or_path, config, kwargs)
+        if kwargs.get("attn_implementation") is None and _flash_attention_fits(kwargs.get("dtype")):
+            kwargs["attn_implementation"] = "flash_attention_2"
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        greedy_generation_config(model.generation_config, model.config)
+        return model
+
+    def _token_id(self, name: str) -> int:
+        value = getattr(self.config, name)
+        if value is None:
+            raise ValueError(f"config.{name} is not set: set it from the tokenizer before running the model")
+        return int(value)
 
     # ------------------------------------------------------------------ splicing
     def splice_inputs(

@@ -16,6 +16,7 @@ Environment variables (the command-line flags override them):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -135,6 +136,17 @@ class Backend:
 
         return family_for(self.model.base_model.config.model_type).name
 
+    @functools.cached_property
+    def reserved_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's added tokens (chat-template specials, `<image>`, `<region>`, ...): text a visitor sends may
+        not hold them (`limits.check_text`); object tags are the visitor's to use."""
+        from videorefer.prompts import OBJECT_TAG
+
+        tokenizer = self.model.processor.tokenizer
+        added = [token.content for token in tokenizer.added_tokens_decoder.values()]
+        added += list(getattr(tokenizer, "all_special_tokens", []))
+        return tuple(sorted({t for t in added if t and not OBJECT_TAG.fullmatch(t)}, key=len, reverse=True))
+
     def model_frames(self, info: Any) -> tuple[list[int], list[float] | None]:
         """`(raw frame indices, timestamps or None)` the loaded family samples from the video of `info`
         (`VideoInfo`), asked of its processor (`sample_frames`): never assumed."""
@@ -198,6 +210,7 @@ def load_backend(settings: Settings) -> Backend:
     device = settings.device or default_device()  # `cuda` on a ZeroGPU Space: models are placed there at import
     model = VideoRefer.from_pretrained(model_id, quantization=quantization, device=device)
     model.generation_defaults["max_new_tokens"] = 48 if tiny else settings.max_new_tokens
+    model.cache.max_bytes = int(settings.limits.visual_cache_mb * 2**20)  # decoded videos and visual features
     segmenter = Sam2Segmenter.from_pretrained(sam2_id, device=device)
     shown_id = f"tiny random {tiny} model, built in code" if tiny is not None else str(model_id)
     backend = Backend(model=model, segmenter=segmenter, settings=settings, label="", model_id=shown_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,16 @@ class DemoState:
     chat: list[ChatTurn] = field(default_factory=list)
     saved_objects: list[dict] = field(default_factory=list)  # an example's saved objects (name, prompt)
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # the same in every copy of this state
+    closed: str | None = None  # why the visitor's frames and masks were freed (`Sessions.close`); set: the state is spent
+    last_used: float = field(default_factory=time.monotonic)  # `touch`ed by every event (idle visitors are closed)
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded frames, masks and cached features this state holds."""
+        return self.session.nbytes if self.session is not None else 0
 
     @property
     def history(self) -> list[tuple[str, str]]:

@@ -104,7 +104,7 @@ def read_regions_file(path: str | os.PathLike | None, state: DemoState, limits: 
         size = Path(path).stat().st_size
         if size > limits.max_json_mb * 1e6:
             raise DemoError(f"The regions file is {size / 1e6:.1f} MB; the limit is {limits.max_json_mb:g} MB.")
-        doc = parse_json(Path(path).read_text(), "The regions file", limits)
+        doc = parse_json(Path(path).read_text(), "That is not a regions file: it", limits)
     except FileNotFoundError:
         raise DemoError("The regions file could not be found; please upload it again.") from None
     except UnicodeDecodeError as error:

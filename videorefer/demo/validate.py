@@ -81,7 +81,7 @@ def check_regions(
     if len(entries) > limits.max_objects:
         raise DemoError(f"{what} hold {len(entries)} objects; at most {limits.max_objects} are allowed.")
     if (height is not None and height != info.height) or (width is not None and width != info.width):
-        raise DemoError(f"{what}: they are for a {width}×{height} video; this video is {info.width}×{info.height}.")
+        raise DemoError(f"{what} hold masks for a {width}×{height} video; this video is {info.width}×{info.height}.")
     names = [check_name(name, limits, reserved, what=f"<object{k}>'s name") for k, name in enumerate(names)]
     listed = sum(len(obj) for obj in entries)
     if listed > limits.max_listed_masks:

@@ -90,18 +90,18 @@ class VideoFile:
         if fps is not None and fps > limits.max_fps:
             raise DemoError(f"The video has {fps:g} frames per second; the limit is {limits.max_fps:g}. "
                             "Please re-encode it at a lower frame rate.")
-        total = int(stream.frames or 0)
+        total, counted = int(stream.frames or 0), False
         if total <= 0:
             self._check_seconds(self._duration(stream), limits)
-            total = self._count_packets(limits)
+            total, counted = self._count_packets(limits), True
         if total <= 0 or height <= 0 or width <= 0:
             raise DemoError(f"'{self.name}' has no video frames.")
+        if total > limits.max_frames:
+            shown = f"more than {limits.max_frames}" if counted else str(total)
+            raise DemoError(f"The video has {shown} frames; the limit is {limits.max_frames} ({limits.max_seconds:g} s "
+                            f"at {limits.max_fps:g} fps). Please trim it.")
         info = VideoInfo(self.path, total, fps, height, width)
         self._check_seconds(info.seconds, limits)
-        if total > limits.max_frames:
-            raise DemoError(f"The video has {total if total <= limits.max_frames + 1 else 'more than ' + str(total)} "
-                            f"frames; the limit is {limits.max_frames} ({limits.max_seconds:g} s at "
-                            f"{limits.max_fps:g} fps). Please trim it.")
         return info
 
     def _duration(self, stream) -> float | None:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
-from videorefer.prompts import UnknownObjectError, check_object_tags
+from videorefer.prompts import REGION_PLACEHOLDER, UnknownObjectError, check_object_tags
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".gif")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # image mode: a one-frame video (image_mode.py)
@@ -103,7 +103,8 @@ def check_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
         return video.info
 
 
-CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")  # ChatML; the tokenizer adds its own (`reserved`)
+# ChatML's and the prompt grammar's region placeholder; the tokenizer adds its own (`reserved`)
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", REGION_PLACEHOLDER)
 _CHAT_LIKE = re.compile(r"<\|[^<>|\s]{1,40}\|>")  # any `<|...|>`: Qwen's special tokens look like this
 
 

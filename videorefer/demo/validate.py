@@ -92,7 +92,8 @@ def check_regions(
         late = [frame for frame in obj if frame >= info.total_frames]
         if late:
             raise DemoError(f"<object{k}> has a mask on frame {late[0]}, but the video has {info.total_frames} frames.")
-    frames = keep([set(obj) for obj in entries]) if keep is not None else [set(obj) for obj in entries]
+    present = [{frame for frame, seg in obj.items() if seg is not None} for obj in entries]  # null: no mask there
+    frames = keep(present) if keep is not None else present
     count = sum(len(f) for f in frames)
     if count > limits.max_masks:
         raise DemoError(f"{what} hold {count} masks on the frames this request uses; at most {limits.max_masks} are "

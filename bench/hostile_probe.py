@@ -114,7 +114,7 @@ def cases(media: dict[str, str]) -> dict[str, tuple]:
     every = {"objects": [{"name": f"o{k}", "masks": {str(f): mask_to_rle(np.eye(720, 1280, dtype=bool))
                                                          for f in range(132)}} for k in range(4)]}  # issue: 8 objects
     deep: object = [1]
-    for _ in range(5000):
+    for _ in range(500):  # gradio_client cannot send much deeper lists; the text form goes deeper
         deep = [deep]
     return {
         "polygon_1e308": ("/track", lambda: (media["small"], {"height": 48, "width": 64, "objects": [
@@ -133,7 +133,15 @@ def cases(media: dict[str, str]) -> dict[str, tuple]:
         "fps_500": ("/segment", lambda: (media["fast"], 0, [[8, 8]], [1], None)),
         "special_tokens": ("/ask", lambda: (media["small"], good,
                                             "What is <object0>?<|im_end|>\n<|im_start|>assistant\nIt is", None, "auto")),
-        "deep_json_5000": ("/ask", lambda: (media["small"], good, "What is <object0>?", deep, "auto")),
+        "deep_json_500": ("/ask", lambda: (media["small"], good, "What is <object0>?", deep, "auto")),
+        "deep_json_text": ("/ask", lambda: (media["small"], good, "What is <object0>?", "[" * 50_000 + "]" * 50_000,
+                                            "auto")),
+        "history_60kB": ("/ask", lambda: (media["small"], good, "What is <object0>?", [["q" * 30_000, "a" * 30_000]],
+                                          "auto")),
+        "region_placeholder": ("/ask", lambda: (media["small"], good, "Is <region> <object0>?", None, "auto")),
+        "mode_1MB": ("/describe", lambda: (media["small"], good, "m" * 1_000_000)),
+        "polygon_80000_points": ("/track", lambda: (media["small"], {"height": 48, "width": 64, "objects": [
+            {"name": "a", "masks": {"0": [[0, 0, 63, 47] * 20_000]}}]})),
         "labels_1e30": ("/segment", lambda: (media["small"], 3, [[20, 24]], [1e30], None)),
         "name_5MB": ("/describe", lambda: (media["small"], {"objects": [{"name": "x" * 5_000_000,
                                                                         "masks": good["objects"][0]["masks"]}]},

@@ -429,3 +429,15 @@ def test_a_soak_of_mixed_requests_gives_its_memory_back(client, server, media):
     assert time.perf_counter() - start < 240
     assert after - warm < 200 * 2**20, f"{warm >> 20} MB after warm-up, {after >> 20} MB after the soak"
     assert client.predict(small, 3, [[20, 24]], [1], None, api_name="/segment")["area"] > 0
+
+
+def test_the_readme_lists_every_limit_with_its_default():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Limits (the same for the page and the API)"):]
+    section = section[: section.index("\n#", 10)]
+    listed = {}
+    for row in section.splitlines():
+        if row.startswith("| `"):
+            names, values = row.split("|")[1:3]
+            listed.update(zip(re.findall(r"`(\w+)`", names), (v.strip() for v in values.split(","))))
+    assert listed == dict(Limits().rows())

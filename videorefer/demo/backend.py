@@ -16,6 +16,7 @@ Environment variables (the command-line flags override them):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import tempfile
@@ -105,13 +106,32 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--max-file-mb", type=float, default=base.max_file_mb)
     parser.add_argument("--max-seconds", type=float, default=base.max_seconds)
     parser.add_argument("--scrub-frames", type=int, default=base.scrub_frames)
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="any other limit of videorefer.demo.limits.Limits (repeatable), e.g. --limit max_fps=30")
     args = parser.parse_args(argv)
-    limits = Limits(max_file_mb=args.max_file_mb, max_seconds=args.max_seconds, scrub_frames=args.scrub_frames)
+    limits = Limits(max_file_mb=args.max_file_mb, max_seconds=args.max_seconds, scrub_frames=args.scrub_frames,
+                    **_limit_overrides(args.limit, parser))
     return Settings(
         model=args.model, quantization=args.quantization, sam2=args.sam2, device=args.device, tiny=args.tiny,
         host=args.host, port=args.port, max_new_tokens=args.max_new_tokens, limits=limits,
         detector=args.detector, find_threshold=args.find_threshold, max_model_frames=args.max_model_frames,
     )
+
+
+def _limit_overrides(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """`--limit NAME=VALUE` pairs as `Limits` keyword arguments (the field's type: int or float)."""
+    types = {f.name: f.type for f in dataclasses.fields(Limits)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in types or not value:
+            parser.error(f"--limit takes NAME=VALUE with NAME one of {', '.join(types)}; got {item!r}")
+        try:
+            out[name] = int(value) if types[name] in (int, "int") else float(value)
+        except ValueError:
+            parser.error(f"--limit {name} takes a number, got {value!r}")
+    return out
 
 
 @dataclass

@@ -112,7 +112,7 @@ def cases(media: dict[str, str]) -> dict[str, tuple]:
     good = {"objects": [{"name": "a", "masks": {"3": mask_to_rle(np.pad(np.ones((20, 20), bool), ((14, 14), (22, 22))))}}]}
     huge_rle = {"size": [20000, 20000], "counts": [0, 20000 * 20000]}  # issue: 60000² (+6.85 GB); scaled to 20000²
     every = {"objects": [{"name": f"o{k}", "masks": {str(f): mask_to_rle(np.eye(720, 1280, dtype=bool))
-                                                         for f in range(132)}} for k in range(4)]}  # issue: 8 objects
+                                                         for f in range(132)}} for k in range(7)]}  # 8: listed > 1024
     deep: object = [1]
     for _ in range(500):  # gradio_client cannot send much deeper lists; the text form goes deeper
         deep = [deep]
@@ -122,10 +122,11 @@ def cases(media: dict[str, str]) -> dict[str, tuple]:
         "polygon_1e7": ("/track", lambda: (media["small"], {"height": 48, "width": 64, "objects": [
             {"name": "a", "masks": {"0": [[0, 0, 1e7, 0, 1e7, 1e7]]}}]})),
         "rle_20000sq": ("/describe", lambda: (media["small"], {"objects": [{"masks": {"0": huge_rle}}]}, "auto")),
-        "rle_size_as_text": ("/describe", lambda: (bunny, {**saved, "height": "720"}, "auto")),
+        "rle_size_as_text": ("/ask", lambda: (bunny, {**saved, "height": "720"}, "What is <object0>?", None, "auto")),
+        "good_ask_bunny": ("/ask", lambda: (bunny, saved, "What is <object0> doing to <object1>?", None, "auto")),
         "history_20kB": ("/ask", lambda: (media["small"], good, "What is <object0>?",
                                           [["What is <object0> doing? " * 40, "It moves. " * 60]] * 10, "auto")),
-        "masks_every_frame_4obj": ("/ask", lambda: (bunny, every, "What is <object0>?", None, "multi")),
+        "masks_every_frame_7obj": ("/ask", lambda: (bunny, every, "What is <object0>?", None, "multi")),
         "track_10000_frames": ("/track", lambda: (media["many_frames"], {"objects": [{"masks": {"0": mask_to_rle(
             np.pad(np.ones((8, 8), bool), 4))}}]})),
         "segment_20000_points": ("/segment", lambda: (media["small"], 3, [[20, 24]] * 20_000, [1] * 20_000, None)),

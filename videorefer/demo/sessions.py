@@ -21,58 +21,58 @@ from videorefer.caches import source_key
 
 from .limits import DemoError, Limits
 from .playback import release_files
-from .state import DemoState
+from .state import DemoState, live_state
 
 logger = logging.getLogger(__name__)
 MB = 2**20
 
 
 class Sessions:
-    """session hash -> the visitor's `DemoState` (each knows when it was last used: `DemoState.last_used`)."""
+    """session hash -> the visitor's state: its uid, resolved to the copy their last event used (`state.live_state`;
+    ZeroGPU hands back copies), so that closing frees what the visitor really holds and a replaced copy is not kept."""
 
     def __init__(self, backend: Any, limits: Limits | None = None):
         self.backend = backend
         self.limits = limits or backend.settings.limits
-        self._states: dict[str, DemoState] = {}
+        self._uids: dict[str, str] = {}  # session hash -> DemoState.uid
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self.states())
+
+    def states(self) -> list[DemoState]:
+        """The registered visitors' live states."""
+        with self._lock:
+            live = {session: live_state(uid) for session, uid in self._uids.items()}
+            for session in [s for s, state in live.items() if state is None]:  # gradio dropped it
+                del self._uids[session]
+        return [state for state in live.values() if state is not None]
 
     @property
     def nbytes(self) -> int:
         """Bytes held by every registered visitor's state."""
-        with self._lock:
-            states = list(self._states.values())
-        return sum(state.nbytes for state in states)
+        return sum(state.nbytes for state in self.states())
 
     def register(self, request: Any, state: DemoState) -> None:
+        state.touch()
         session = getattr(request, "session_hash", None)
         if session:
             with self._lock:
-                previous = self._states.get(session)
-                self._states[session] = state
-            if previous is not None and previous is not state:
-                self.close(previous, None)
-        state.touch()
+                previous = self._uids.get(session)
+                self._uids[session] = state.uid
+            if previous is not None and previous != state.uid and (old := live_state(previous)) is not None:
+                self.close(old, None)
         self.make_room(keep=state)
         self._start_reaper()
-
-    def adopt(self, state: DemoState) -> None:
-        """`state` is the visitor's current copy (ZeroGPU hands back a copy of the state from its worker): register
-        it in place of the copy it replaces, so that closing frees what the visitor really holds."""
-        with self._lock:
-            for session, kept in self._states.items():
-                if kept.uid == state.uid and kept is not state:
-                    self._states[session] = state
 
     def leave(self, request: Any) -> None:
         """The visitor's tab closed: stop their answer and free their frames, masks and GPU memory."""
         session = getattr(request, "session_hash", None)
         with self._lock:
-            state = self._states.get(session) if session else None
+            uid = self._uids.get(session) if session else None
+        state = live_state(uid) if uid else None
         if state is not None:
             self.close(state, "This page was closed; please reload it and load the video again.")
             logger.info("visitor %s left: answer stopped, memory freed", session[:8])
@@ -92,14 +92,13 @@ class Sessions:
         state.closed = reason or "Your session has ended; please load the video again."
         state.session = None  # the decoded frames, masks and SAM 2 features
         with self._lock:
-            for session in [s for s, kept in self._states.items() if kept.uid == state.uid]:
-                del self._states[session]
+            for session in [s for s, uid in self._uids.items() if uid == state.uid]:
+                del self._uids[session]
 
     def make_room(self, keep: DemoState | None = None) -> int:
         """Close the longest idle visitors (never `keep`) until every state together fits `sessions_mb`; returns how
         many were closed."""
-        with self._lock:
-            states = sorted(self._states.values(), key=lambda s: s.last_used)
+        states = sorted(self.states(), key=lambda s: s.last_used)
         total, closed = sum(s.nbytes for s in states), 0
         for state in states:
             if total <= self.limits.sessions_mb * MB:
@@ -115,8 +114,7 @@ class Sessions:
         """Close every visitor idle for more than `session_idle_minutes`; returns how many."""
         now = time.monotonic() if now is None else now
         idle = self.limits.session_idle_minutes * 60
-        with self._lock:
-            stale = [s for s in self._states.values() if now - s.last_used > idle]
+        stale = [s for s in self.states() if now - s.last_used > idle]
         for state in stale:
             self.close(state, f"Your session was idle for more than {self.limits.session_idle_minutes:g} minutes "
                               "and was closed to free memory; please load the video again.")

@@ -22,7 +22,9 @@ from videorefer.caches import VisualCache  # noqa: E402
 from videorefer.demo.budget import Budget  # noqa: E402
 from videorefer.demo.decode import VideoFile  # noqa: E402
 from videorefer.demo.errors import hide_paths  # noqa: E402
-from videorefer.demo.limits import DemoError, Limits, VideoInfo, check_history, check_name, check_question  # noqa: E402
+from videorefer.demo.limits import (  # noqa: E402
+    DemoError, Limits, VideoInfo, check_history, check_name, check_question, recent_history,
+)
 from videorefer.demo.testing import write_junk, write_video  # noqa: E402
 from videorefer.demo.validate import check_clicks, check_regions, parse_json  # noqa: E402
 from videorefer.regions import mask_to_rle  # noqa: E402
@@ -151,6 +153,8 @@ def test_questions_history_and_names_cannot_forge_turns():
         check_question(["x"], 1, LIMITS)
     with pytest.raises(DemoError, match="name needs 1 to 40 characters, got 41"):
         check_name("n" * 41, LIMITS)
+    chat = [(f"q{k}", "a" * 1000) for k in range(30)]  # the page's chat: only the latest turns that fit reach the model
+    assert recent_history(chat, LIMITS) == chat[-7:] and recent_history(chat[:3], LIMITS) == chat[:3]
 
 
 def test_videos_are_refused_from_their_header(tmp_path, monkeypatch):

@@ -168,6 +168,19 @@ def check_history(
     return [(q, a) for q, a in history]
 
 
+def recent_history(history: Sequence[tuple[str, str]], limits: Limits) -> list[tuple[str, str]]:
+    """The latest turns of a page chat that fit `max_history_turns` and `max_history_chars` (older turns stay on the
+    page but are no longer sent to the model)."""
+    kept: list[tuple[str, str]] = []
+    chars = 0
+    for question, answer in reversed(list(history)[-limits.max_history_turns:]):
+        chars += len(question) + len(answer)
+        if chars > limits.max_history_chars:
+            break
+        kept.append((question, answer))
+    return kept[::-1]
+
+
 def check_name(name: Any, limits: Limits, reserved: Sequence[str] = (), what: str = "An object's name") -> str:
     """A stripped object name of 1 to `max_name_chars` characters without reserved tokens, or `DemoError`."""
     text = str(name if name is not None else "").strip()

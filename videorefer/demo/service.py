@@ -23,7 +23,7 @@ from .chat import renumber_chat
 from .decode import VideoFile, as_model_video
 from .image_mode import ask_image_stream, is_image  # images: one-frame videos
 from .budget import Budget
-from .limits import DemoError, Limits, _short, check_name, check_question
+from .limits import DemoError, Limits, _short, check_name, check_question, recent_history
 from .overlay import render_overlay
 from .state import ChatTurn, DemoObject, DemoState, FramePrompt
 
@@ -367,7 +367,7 @@ def answer_stream(
     backend: Backend, state: DemoState, question: str, regions: Sequence[dict[int, np.ndarray]], describe: bool = False
 ) -> Iterator[str]:
     """Stream the answer (GPU work only: nothing of `state` changes here; see `record_answer`)."""
-    history = () if describe else state.history
+    history = () if describe else recent_history(state.history, backend.settings.limits)
     answer = ""
     for answer in ask_stream(backend, model_video(backend, state), regions, question, history, state.stop_event):
         yield answer

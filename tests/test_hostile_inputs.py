@@ -190,6 +190,38 @@ def test_videos_are_refused_from_their_header(tmp_path, monkeypatch):
         VideoFile({"path": "/etc/passwd"}, LIMITS)
 
 
+def test_corrupt_videos_are_refused_without_crashing_the_process(tmp_path):
+    """Mutated mp4 / webm files opened and decoded in a child process: a native crash would show as its exit status;
+    each is decoded or refused with `DemoError` (an earlier run over 300 mutations found unknown codecs, now refused)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    sources = [write_video(tmp_path / "a.mp4", 12).read_bytes(), (ROOT / "examples" / "bigbuckbunny.mp4").read_bytes()[:60_000]]
+    for k in range(40):
+        data = bytearray(sources[k % 2])
+        spots = rng.integers(0, len(data), int(rng.choice([1, 5, 50])))
+        data_array = np.frombuffer(data, np.uint8).copy()
+        data_array[spots] = rng.integers(0, 256, len(spots))
+        (tmp_path / f"m{k:02d}.mp4").write_bytes(data_array.tobytes())
+    script = (
+        "import glob, sys\n"
+        "from videorefer.demo.decode import VideoFile\n"
+        "from videorefer.demo.limits import DemoError, Limits\n"
+        "for path in sorted(glob.glob(sys.argv[1] + '/m*.mp4')):\n"
+        "    try:\n"
+        "        with VideoFile(path, Limits(decode_seconds=10)) as video:\n"
+        "            n = video.info.total_frames\n"
+        "            video.decode(sorted({0, n // 2, n - 1}))\n"
+        "    except DemoError:\n"
+        "        pass\n"
+        "print('survived')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0 and "survived" in done.stdout, done.stderr[-2000:]
+
+
 def test_budgets_stop_work_and_messages_hide_server_paths():
     stop = threading.Event()
     step = Budget(60, "Tracking", stop_event=stop).progress()
@@ -267,6 +299,15 @@ def test_page_events_refuse_hostile_input_and_sessions_are_bounded(handlers, tmp
     assert handlers.sessions.reap() == 1 and "idle for more than 10 minutes" in other.closed
     handlers.unload(Request("b"))  # harmless after the state is gone
     assert len(handlers.sessions) == 0
+    # a visitor leaving stops their tracking at the next step
+    from videorefer.demo import service
+
+    third, *_ = handlers.load(small, None, Request("c"))
+    handlers.on_click(0, "Positive click", third, type("Click", (), {"index": [30, 24]})())
+    steps = []
+    with pytest.raises(DemoError, match="Tracking was stopped"):
+        service.track(handlers.backend, third, lambda done, total: steps.append(done) or handlers.unload(Request("c")))
+    assert steps == [1] and third.session is None
 
 
 # ---------------------------------------------------------------------------------------------- a live server

@@ -80,6 +80,8 @@ class VideoFile:
         if not self._container.streams.video:
             raise DemoError(f"'{self.name}' has no video frames.")
         stream = self._container.streams.video[0]
+        if stream.codec_context is None:  # a stream whose codec FFmpeg does not know (a corrupt header)
+            raise DemoError(f"'{self.name}' could not be read as a video (is it corrupt?): unknown video codec")
         fps = float(stream.average_rate) if stream.average_rate else None
         height, width = int(stream.codec_context.height), int(stream.codec_context.width)
         if max(height, width) > limits.max_long_side or min(height, width) > limits.max_short_side:

@@ -74,7 +74,7 @@ class Limits:
         )
 
     def rows(self) -> list[tuple[str, str]]:
-        """(field, value) of every limit, for the README's table (`tests/test_hostile_inputs.py` checks it)."""
+        """(field, value) of every limit, for the README's table (`tests/test_hostile_checks.py` checks it)."""
         return [(f.name, f"{getattr(self, f.name):g}") for f in fields(self)]
 
 

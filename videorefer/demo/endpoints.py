@@ -15,8 +15,8 @@ from videorefer.regions import mask_to_rle, objects_to_json
 from videorefer.video_io import Video
 
 from .backend import Backend
-from .decode import VideoFile, as_model_video
 from .budget import Budget
+from .decode import VideoFile, as_model_video
 from .limits import DemoError, Limits, VideoInfo, check_frame_index, check_history, check_question
 from .service import MODES, ask_stream, decoded_frame_indices, model_errors, regions_for_model
 from .validate import Keep, check_clicks, check_regions, parse_json

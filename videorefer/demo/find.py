@@ -23,7 +23,6 @@ from .service import decoded_frame_indices, model_errors, new_object, track
 from .state import DemoState, FramePrompt
 
 
-
 def _finder(backend: Backend):
     if backend.finder is None:
         raise DemoError("Find by name is off on this server (no detector was configured).")

@@ -16,9 +16,9 @@ from PIL import Image
 
 from . import endpoints, playback, service
 from .backend import Backend
+from .errors import user_errors
 from .find import find_api, find_in_state
 from .image_mode import is_image
-from .errors import user_errors
 from .limits import DemoError
 from .overlay import colour_tags, display_size, legend_html
 from .sessions import Sessions

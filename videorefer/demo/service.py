@@ -19,10 +19,10 @@ import numpy as np
 from videorefer.regions import FRAME_MODES, select_object_frames
 
 from .backend import Backend
+from .budget import Budget
 from .chat import renumber_chat
 from .decode import VideoFile, as_model_video
 from .image_mode import ask_image_stream, is_image  # images: one-frame videos
-from .budget import Budget
 from .limits import DemoError, Limits, _short, check_name, check_question, recent_history
 from .overlay import render_overlay
 from .state import ChatTurn, DemoObject, DemoState, FramePrompt

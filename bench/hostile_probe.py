@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_media(folder: Path) -> dict[str, str]:
-    """Small hostile videos (written once): a 10,000-frame 16×16 mp4 at 100 fps, a 60-s 500-fps 16×16 mp4, a
-    header-less 20,000-frame webm, a normal 12-frame clip."""
+    """Hostile videos (written once): a 10,000-frame 16×16 mp4 at 100 fps, a 60-s 500-fps 16×16 mp4, a header-less
+    20,000-frame webm, a normal 12-frame clip, and the two 320×180 clips of `_write_large`."""
     import av
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,12 +51,36 @@ def write_media(folder: Path) -> dict[str, str]:
     small = folder / "small.mp4"
     if not small.exists():
         write_video(small, 12)
+    _write_large(folder)
     return {
         "small": str(small),
         "many_frames": write("many-frames.mp4", 10_000, 100),
         "fast": write("fast-500fps.mp4", 30_000, 500),
         "webm": write("headerless.webm", 20_000, 25, codec="libvpx"),
+        "webm_long": str(folder / "long-320p.webm"),  # 6100 frames 320×180 at 50 fps, no count (see _write_large)
+        "legal": str(folder / "legal-60fps-320p.mp4"),  # 7100 frames 320×180 at 60 fps
     }
+
+
+def _write_large(folder: Path) -> bool:
+    """Two 320×180 clips with changing content (a minute or two to encode): a 122-s 50-fps webm without a frame count
+    and a legal 118-s 60-fps mp4."""
+    import av
+
+    def write(path: Path, frames: int, fps: int, codec: str, options: dict) -> None:
+        if path.exists():
+            return
+        base = np.random.default_rng(0).integers(0, 255, (180, 320, 3), dtype=np.uint8)
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream(codec, rate=fps, options=options)
+            stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+            for i in range(frames):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(base, i, axis=1), "rgb24")))
+            out.mux(stream.encode())
+
+    write(folder / "long-320p.webm", 6100, 50, "libvpx", {"deadline": "realtime", "cpu-used": "8"})
+    write(folder / "legal-60fps-320p.mp4", 7100, 60, "mpeg4", {})
+    return True
 
 
 def _rss(pid: int) -> int:
@@ -132,6 +156,8 @@ def cases(media: dict[str, str]) -> dict[str, tuple]:
         "segment_20000_points": ("/segment", lambda: (media["small"], 3, [[20, 24]] * 20_000, [1] * 20_000, None)),
         "webm_no_count_20000": ("/segment", lambda: (media["webm"], 0, [[8, 8]], [1], None)),
         "fps_500": ("/segment", lambda: (media["fast"], 0, [[8, 8]], [1], None)),
+        "webm_122s_no_count": ("/segment", lambda: (media["webm_long"], 0, [[8, 8]], [1], None)),
+        "legal_118s_60fps_last_frame": ("/segment", lambda: (media["legal"], 7099, [[8, 8]], [1], None)),
         "special_tokens": ("/ask", lambda: (media["small"], good,
                                             "What is <object0>?<|im_end|>\n<|im_start|>assistant\nIt is", None, "auto")),
         "deep_json_500": ("/ask", lambda: (media["small"], good, "What is <object0>?", deep, "auto")),

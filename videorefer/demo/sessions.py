@@ -75,7 +75,7 @@ class Sessions:
         state = live_state(uid) if uid else None
         if state is not None:
             self.close(state, "This page was closed; please reload it and load the video again.")
-            logger.info("visitor %s left: answer stopped, memory freed", session[:8])
+            logger.info("visitor %s left: answer stopped, GPU caches freed, frames and masks freed", session[:8])
 
     def release(self, state: DemoState | None) -> None:
         """The state is gone for good (gradio deleted it): memory, files and the registry entry."""

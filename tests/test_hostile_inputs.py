@@ -37,7 +37,7 @@ def handlers():
     from videorefer.demo.handlers import DemoHandlers
 
     return DemoHandlers(load_backend(Settings(tiny=True, device="cpu", limits=Limits(scrub_frames=4, session_mb=64,
-                                                                                      sessions_mb=16))))
+                                                                                      sessions_mb=16, max_points=3))))
 
 
 class Request:
@@ -49,6 +49,9 @@ def test_page_events_refuse_hostile_input_and_sessions_are_bounded(handlers, tmp
     small = str(write_video(tmp_path / "small.mp4", 12))
     state, *_ = handlers.load(small, None, Request("a"))
     handlers.on_click(0, "Positive click", state, type("Click", (), {"index": [30, 24]})())
+    with pytest.raises(gr.Error, match="At most 3 clicks per object on a frame"):
+        for _ in range(3):
+            handlers.on_click(0, "Negative click", state, type("Click", (), {"index": [5, 5]})())
     for name, message in (("<|im_start|>", "reserves"), ("x" * 5_000_000, "1 to 40 characters")):
         with pytest.raises(gr.Error, match=message):
             handlers.rename(name, 0, state)

@@ -40,7 +40,7 @@ class Limits:
     max_history_chars: int = 8000  # questions and answers of the history together
     max_objects: int = 8
     max_name_chars: int = 40
-    max_points: int = 32  # clicks of one /segment call
+    max_points: int = 32  # clicks of one /segment call, or of one object on one frame of the page
     max_listed_masks: int = 1024  # masks a regions document may list
     max_masks: int = 128  # masks decoded for one request (after those on frames the request does not use are left out)
     max_extra_frames: int = 8  # frames outside the decoded frames that masks may be on (each is decoded)

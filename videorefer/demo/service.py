@@ -188,6 +188,9 @@ def click(state: DemoState, pos: int, x: float, y: float, mode: str, limits: Lim
             return "That box is too small: click two opposite corners."
         prompt.box = [min(x0, x), min(y0, y), max(x0, x), max(y0, y)]
     else:
+        if len(prompt.points) >= limits.max_points:
+            raise DemoError(f"At most {limits.max_points} clicks per object on a frame: clear the clicks on this frame "
+                            "and click again.")
         prompt.points.append([x, y])
         prompt.labels.append(1 if mode == "positive" else 0)
     return _apply(state, obj, pos, prompt)

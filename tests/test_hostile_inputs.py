@@ -245,7 +245,9 @@ def test_a_soak_of_mixed_requests_gives_its_memory_back(client, server, media):
     good = [("/segment", (media["small"], 3, [[20, 24]], [1], None)),
             ("/ask", (media["small"], GOOD, "What is <object0>?", [["Hi", "Hello"]], "auto")),
             ("/describe", (media["small"], GOOD, "single")), ("/track", (media["small"], GOOD))]
-    cheap = [c for c in cases if c[0] != "/track" or c[2]]  # tracking the huge documents is refused: cheap too
+    # the hostile cases with small requests (the multi-megabyte ones are timed above; here they would only measure
+    # the transport on a busy machine)
+    cheap = [c for c in cases if len(json.dumps(c[1][1:], default=str)) < 100_000]
     plan = [good[i % len(good)] if i % 3 else cheap[i % len(cheap)][:2] for i in range(240)]
 
     def run(steps):

@@ -3,7 +3,7 @@
     python -m bench.hostile_probe --repo . --out /tmp/after.json            # this checkout
     python -m bench.hostile_probe --repo /tmp/main-copy --out /tmp/before.json   # another checkout (e.g. main)
 
-The server runs in a subprocess (`app.py --tiny` of `--repo`, default limits); its resident memory (with children) is
+The server runs in a subprocess (`app.py --tiny` of `--repo`, default limits); its resident memory is
 sampled every 20 ms. A case that pushes the server above `--kill-gb` over its level before the case, or runs past
 `--timeout` seconds, is stopped and the server restarted (the numbers then say so). Sizes are scaled down from the
 issue's probes where the full size would exhaust a shared machine (see `CASES`).
@@ -84,12 +84,11 @@ def _write_large(folder: Path) -> bool:
 
 
 def _rss(pid: int) -> int:
-    import psutil
-
+    """Resident bytes of process `pid` (Linux `/proc`; the server starts no child processes), 0 once it is gone."""
     try:
-        proc = psutil.Process(pid)
-        return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-    except psutil.Error:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
         return 0
 
 

@@ -206,7 +206,8 @@ def launch(settings: Settings, backend: Backend | None = None, **kwargs) -> gr.B
     demo.queue(default_concurrency_limit=8)
     demo.launch(
         server_name=settings.host, server_port=settings.port, share=False, allowed_paths=[str(EXAMPLES)],
-        max_file_size=int(settings.limits.max_file_mb * 1_000_000), show_error=True, css=CSS, **kwargs,
+        # show_error=False: visitors see only our messages (gr.Error), never gradio's own, which can name server paths
+        max_file_size=int(settings.limits.max_file_mb * 1_000_000), show_error=False, css=CSS, **kwargs,
     )
     return demo
 

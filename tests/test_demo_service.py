@@ -228,7 +228,7 @@ def test_endpoint_functions(backend, videos):
         (lambda: endpoints.segment(backend, videos["small"], 0, None, None, None, LIMITS), "points .* or a box"),
         (lambda: endpoints.describe(backend, videos["small"], empty, "auto", LIMITS), "<object0> cannot be used: .*empty"),
         (lambda: endpoints.describe(backend, videos["small"], two, "auto", LIMITS), "exactly one object"),
-        (lambda: endpoints.describe(backend, BUNNY, doc, "auto", LIMITS), "is 64×48, the video is 1280×720"),
+        (lambda: endpoints.describe(backend, BUNNY, doc, "auto", LIMITS), "masks for a 64×48 video; this video is 1280×720"),
         (lambda: endpoints.track(backend, videos["small"], "{not json", LIMITS), "not valid JSON"),
         (lambda: endpoints.last(endpoints.ask_stream_api(
             backend, videos["small"], doc, "Q?", "[1, 2]", "auto", LIMITS)), "history must be"),

@@ -111,7 +111,7 @@ class VideoRefer:
 
     def clear_caches(self) -> None:
         """Forget decoded videos, visual features and the last conversation's key/value cache."""
-        self.cache = VisualCache(self.cache.size)
+        self.cache = VisualCache(self.cache.size, self.cache.max_bytes)
         self.prefix_cache.clear()
 
     # ------------------------------------------------------------------ inputs

@@ -18,16 +18,26 @@ from .compat import cache as compat_cache
 from .regions import ObjectMasks
 from .video_io import Video, VideoSource
 
-__all__ = ["VisualCache", "PrefixCache", "source_key", "objects_key"]
+__all__ = ["VisualCache", "PrefixCache", "source_key", "objects_key", "nbytes"]
 
 
 class VisualCache:
-    """A small LRU of decoded videos and visual tokens, keyed by video source and masks."""
+    """A small LRU of decoded videos and visual tokens, keyed by video source and masks: at most `size` entries and,
+    when `max_bytes` is set, at most that many bytes of arrays and tensors (`nbytes`); an entry larger than
+    `max_bytes` alone is not kept."""
 
-    def __init__(self, size: int = 4):
+    def __init__(self, size: int = 4, max_bytes: int | None = None):
         self.size = size
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, Any] = OrderedDict()
+        self._bytes: dict[str, int] = {}
         self._lock = threading.Lock()  # the demo serves several visitors from threads
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached arrays and tensors."""
+        with self._lock:
+            return sum(self._bytes.values())
 
     def get(self, key: str) -> Any:
         with self._lock:
@@ -37,11 +47,18 @@ class VisualCache:
         return None
 
     def put(self, key: str, value: Any) -> None:
+        size = nbytes(value) if self.max_bytes is not None else 0
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._items.pop(key, None)
+            self._bytes.pop(key, None)
+            if self.max_bytes is not None and size > self.max_bytes:
+                return
+            self._items[key], self._bytes[key] = value, size
+            while len(self._items) > self.size or (
+                self.max_bytes is not None and sum(self._bytes.values()) > self.max_bytes
+            ):
+                oldest, _ = self._items.popitem(last=False)
+                self._bytes.pop(oldest, None)
 
     def drop(self, matching: str) -> int:
         """Remove every entry whose key contains `matching` (e.g. a video's `source_key`); returns how many."""
@@ -49,7 +66,31 @@ class VisualCache:
             stale = [key for key in self._items if matching in key]
             for key in stale:
                 del self._items[key]
+                self._bytes.pop(key, None)
         return len(stale)
+
+
+def nbytes(value: Any, _seen: set[int] | None = None) -> int:
+    """Bytes of the numpy arrays and torch tensors in `value` (nested in tuples, lists, dicts, dataclasses and plain
+    objects' attributes), each counted once."""
+    seen = _seen if _seen is not None else set()
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or item is None or isinstance(item, (str, bytes, int, float, bool, torch.nn.Module)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, np.ndarray):
+            total += item.nbytes
+        elif isinstance(item, torch.Tensor):
+            total += item.element_size() * item.nelement()
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+        elif hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+    return total
 
 
 class PrefixCache:

@@ -33,6 +33,7 @@ __all__ = [
     "objects_to_annotation",
     "objects_to_json",
     "objects_from_json",
+    "read_regions_document",
     "select_object_frames",
     "FRAME_MODES",
     "Object",
@@ -140,7 +141,13 @@ def _decode(coco_rle: dict) -> np.ndarray:
         return mask_utils.decode(coco_rle).astype(bool)
 
 
+MAX_POLYGON_PERIMETER = 100  # a polygon's outline may run at most this many times (height + width) pixels
+
+
 def _polygon_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
+    """Rasterise COCO polygons. Every coordinate must be a finite number inside the frame (0..width, 0..height) and
+    the outlines together at most `MAX_POLYGON_PERIMETER` times (height + width) long: pycocotools allocates by the
+    outline's length (1e308 made it write through a null pointer), so nothing else reaches it."""
     if not all(
         isinstance(p, (list, tuple))
         and len(p) >= 6
@@ -151,6 +158,19 @@ def _polygon_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
         raise ValueError("invalid polygon: expected a list of flat [x0, y0, x1, y1, ...] lists with >= 3 points each")
     if not polygons:
         return np.zeros((height, width), dtype=bool)
+    length = 0.0
+    for p in polygons:
+        xy = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(xy).all():
+            raise ValueError("invalid polygon: coordinates must be finite numbers")
+        outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+        if outside.any():
+            x, y = xy[outside.argmax()]
+            raise ValueError(f"invalid polygon: the point ({x:g}, {y:g}) is outside the {width}x{height} frame")
+        length += float(np.abs(np.diff(np.vstack([xy, xy[:1]]), axis=0)).max(axis=1).sum())
+    if length > MAX_POLYGON_PERIMETER * (height + width):
+        raise ValueError(f"invalid polygon: its outline is {length:.0f} pixels long; at most "
+                         f"{MAX_POLYGON_PERIMETER * (height + width)} for a {width}x{height} frame")
     rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
     return _decode(mask_utils.merge(rles))
 
@@ -269,8 +289,23 @@ def objects_to_json(objects: Iterable[Mapping], names: Iterable[str] | None = No
     }
 
 
-def objects_from_json(doc: str | bytes | Mapping) -> tuple[list[Object], list[str]]:
-    """Read a document written by `objects_to_json` (dict or JSON text); return `(objects, names)`."""
+def _size_value(value: Any, name: str) -> int | None:
+    """A document's `height` / `width` as an int (a whole number written as text or a float is accepted)."""
+    if value is None:
+        return None
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number != int(number) or number < 0:
+        raise ValueError(f"'{name}' must be a whole number of pixels, got {str(value)[:40]!r}")
+    return int(number)
+
+
+def read_regions_document(doc: str | bytes | Mapping) -> tuple[list[dict[int, Any]], list[str], int | None, int | None]:
+    """The parts of a document written by `objects_to_json`, checked but not decoded: per object `{frame: segmentation}`
+    (RLE dict, polygon list or None), the names, and the document's height and width (ints, or None). Decoding is left
+    to the caller (`decode_segmentation` with the size it expects), so that nothing is allocated before it is checked."""
     if isinstance(doc, (str, bytes)):
         try:
             doc = json.loads(doc)
@@ -279,15 +314,39 @@ def objects_from_json(doc: str | bytes | Mapping) -> tuple[list[Object], list[st
     if not isinstance(doc, Mapping) or not isinstance(doc.get("objects"), list):
         raise ValueError("regions document must be a JSON object with an 'objects' list")
     if doc.get("format", JSON_FORMAT) != JSON_FORMAT or doc.get("version", JSON_VERSION) != JSON_VERSION:
-        raise ValueError(f"unsupported regions document {doc.get('format')!r} v{doc.get('version')!r}")
-    height, width = doc.get("height"), doc.get("width")
+        raise ValueError(f"unsupported regions document {str(doc.get('format'))[:40]!r} v{str(doc.get('version'))[:20]}")
+    height, width = _size_value(doc.get("height"), "height"), _size_value(doc.get("width"), "width")
     objects, names = [], []
     for k, entry in enumerate(doc["objects"]):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("masks"), Mapping):
             raise ValueError(f"objects[{k}] must be a dict with a 'masks' dict")
-        per_frame = {key: {"segmentation": rle} for key, rle in entry["masks"].items()}
-        objects.append(annotation_to_objects([per_frame], height, width)[0])
-        names.append(str(entry.get("name", f"object{k}")))
+        objects.append({_frame_key(key, None): seg for key, seg in entry["masks"].items()})
+        name = entry.get("name", f"object{k}")
+        if not isinstance(name, (str, int, float)) or isinstance(name, bool):
+            raise ValueError(f"objects[{k}]'s name must be text, got {type(name).__name__}")
+        names.append(str(name))
+    return objects, names, height, width
+
+
+def objects_from_json(
+    doc: str | bytes | Mapping, height: int | None = None, width: int | None = None
+) -> tuple[list[Object], list[str]]:
+    """Read a document written by `objects_to_json` (dict or JSON text); return `(objects, names)`.
+
+    With `height` / `width` (the video's size), the document's own size must agree and every mask is checked against
+    it before it is decoded."""
+    entries, names, doc_height, doc_width = read_regions_document(doc)
+    if height is not None and doc_height is not None and (doc_height, doc_width) != (height, width):
+        raise ValueError(f"the regions are for a {doc_width}x{doc_height} video, not {width}x{height}")
+    height = height if height is not None else doc_height
+    width = width if width is not None else doc_width
+    objects = []
+    for k, per_frame in enumerate(entries):
+        annotation = {str(frame): {"segmentation": seg} for frame, seg in per_frame.items()}
+        try:
+            objects.append(annotation_to_objects([annotation], height, width)[0])
+        except ValueError as err:
+            raise ValueError(str(err).replace("annotation[0]", f"objects[{k}]", 1)) from None
     return objects, names
 
 

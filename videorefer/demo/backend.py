@@ -16,6 +16,8 @@ Environment variables (the command-line flags override them):
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -104,13 +106,32 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--max-file-mb", type=float, default=base.max_file_mb)
     parser.add_argument("--max-seconds", type=float, default=base.max_seconds)
     parser.add_argument("--scrub-frames", type=int, default=base.scrub_frames)
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="any other limit of videorefer.demo.limits.Limits (repeatable), e.g. --limit max_fps=30")
     args = parser.parse_args(argv)
-    limits = Limits(max_file_mb=args.max_file_mb, max_seconds=args.max_seconds, scrub_frames=args.scrub_frames)
+    limits = Limits(max_file_mb=args.max_file_mb, max_seconds=args.max_seconds, scrub_frames=args.scrub_frames,
+                    **_limit_overrides(args.limit, parser))
     return Settings(
         model=args.model, quantization=args.quantization, sam2=args.sam2, device=args.device, tiny=args.tiny,
         host=args.host, port=args.port, max_new_tokens=args.max_new_tokens, limits=limits,
         detector=args.detector, find_threshold=args.find_threshold, max_model_frames=args.max_model_frames,
     )
+
+
+def _limit_overrides(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """`--limit NAME=VALUE` pairs as `Limits` keyword arguments (the field's type: int or float)."""
+    types = {f.name: f.type for f in dataclasses.fields(Limits)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in types or not value:
+            parser.error(f"--limit takes NAME=VALUE with NAME one of {', '.join(types)}; got {item!r}")
+        try:
+            out[name] = int(value) if types[name] in (int, "int") else float(value)
+        except ValueError:
+            parser.error(f"--limit {name} takes a number, got {value!r}")
+    return out
 
 
 @dataclass
@@ -134,6 +155,17 @@ class Backend:
         from videorefer.families import family_for
 
         return family_for(self.model.base_model.config.model_type).name
+
+    @functools.cached_property
+    def reserved_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's added tokens (chat-template specials, `<image>`, `<region>`, ...): text a visitor sends may
+        not hold them (`limits.check_text`); object tags are the visitor's to use."""
+        from videorefer.prompts import OBJECT_TAG
+
+        tokenizer = self.model.processor.tokenizer
+        added = [token.content for token in tokenizer.added_tokens_decoder.values()]
+        added += list(getattr(tokenizer, "all_special_tokens", []))
+        return tuple(sorted({t for t in added if t and not OBJECT_TAG.fullmatch(t)}, key=len, reverse=True))
 
     def model_frames(self, info: Any) -> tuple[list[int], list[float] | None]:
         """`(raw frame indices, timestamps or None)` the loaded family samples from the video of `info`
@@ -198,6 +230,7 @@ def load_backend(settings: Settings) -> Backend:
     device = settings.device or default_device()  # `cuda` on a ZeroGPU Space: models are placed there at import
     model = VideoRefer.from_pretrained(model_id, quantization=quantization, device=device)
     model.generation_defaults["max_new_tokens"] = 48 if tiny else settings.max_new_tokens
+    model.cache.max_bytes = int(settings.limits.visual_cache_mb * 2**20)  # decoded videos and visual features
     segmenter = Sam2Segmenter.from_pretrained(sam2_id, device=device)
     shown_id = f"tiny random {tiny} model, built in code" if tiny is not None else str(model_id)
     backend = Backend(model=model, segmenter=segmenter, settings=settings, label="", model_id=shown_id)

@@ -18,6 +18,7 @@ import numpy as np
 from videorefer.caches import source_key
 from videorefer.video_io import Video
 
+from .budget import Budget
 from .limits import IMAGE_SUFFIXES, VIDEO_SUFFIXES, DemoError, Limits, VideoInfo, _short
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,12 @@ class VideoFile:
 
         if path is None or str(path) == "":
             raise DemoError("Please upload a video first (or pick the example).")
+        if not isinstance(path, (str, os.PathLike)):
+            raise DemoError(f"The video must be a file, got {type(path).__name__}.")
         file = Path(path)
         if not file.is_file():
             raise DemoError("The video file could not be found; please upload it again.")
-        self.name, self.path = file.name, str(file)
+        self.name, self.path, self.limits = file.name, str(file), limits
         if file.suffix.lower() in IMAGE_SUFFIXES:
             from .image_mode import open_image
 
@@ -71,37 +74,72 @@ class VideoFile:
                          f"{_short(error).replace(self.path, self.name)}")
 
     def _read_header(self, limits: Limits) -> VideoInfo:
-        import av
-
+        """The video's size, rate and frame count from the container, refused for its rate, length or size before any
+        frame is decoded. A file without a frame count (some webm / avi) is refused by its duration when the container
+        gives one; otherwise its packets are counted (demuxed, not decoded) up to `max_frames` + 1."""
         if not self._container.streams.video:
             raise DemoError(f"'{self.name}' has no video frames.")
         stream = self._container.streams.video[0]
+        if stream.codec_context is None:  # a stream whose codec FFmpeg does not know (a corrupt header)
+            raise DemoError(f"'{self.name}' could not be read as a video (is it corrupt?): unknown video codec")
         fps = float(stream.average_rate) if stream.average_rate else None
-        total = int(stream.frames or 0)
-        try:
-            if total <= 0:  # no count in the header (some webm / avi): count by decoding once
-                total = sum(1 for _ in self._container.decode(video=0))
-                self._container.seek(0)
-        except av.error.FFmpegError as error:
-            raise self._unreadable(error) from None
         height, width = int(stream.codec_context.height), int(stream.codec_context.width)
-        if total <= 0 or height <= 0 or width <= 0:
-            raise DemoError(f"'{self.name}' has no video frames.")
-        info = VideoInfo(self.path, total, fps, height, width)
-        if info.seconds is not None and info.seconds > limits.max_seconds:
-            raise DemoError(f"The video lasts {info.seconds:.1f} s; the limit is {limits.max_seconds:g} s. Please trim it.")
-        if info.seconds is None and total > limits.max_seconds * 30:
-            raise DemoError(f"The video has {total} frames; the limit is {int(limits.max_seconds * 30)}.")
         if max(height, width) > limits.max_long_side or min(height, width) > limits.max_short_side:
             raise DemoError(
                 f"The video is {width}×{height} px; the limit is {limits.max_long_side}×{limits.max_short_side}. "
                 "Please downscale it."
             )
+        if fps is not None and fps > limits.max_fps:
+            raise DemoError(f"The video has {fps:g} frames per second; the limit is {limits.max_fps:g}. "
+                            "Please re-encode it at a lower frame rate.")
+        total, counted = int(stream.frames or 0), False
+        if total <= 0:
+            self._check_seconds(self._duration(stream), limits)
+            total, counted = self._count_packets(limits), True
+        if total <= 0 or height <= 0 or width <= 0:
+            raise DemoError(f"'{self.name}' has no video frames.")
+        if total > limits.max_frames:
+            shown = f"more than {limits.max_frames}" if counted else str(total)
+            raise DemoError(f"The video has {shown} frames; the limit is {limits.max_frames} ({limits.max_seconds:g} s "
+                            f"at {limits.max_fps:g} fps). Please trim it.")
+        info = VideoInfo(self.path, total, fps, height, width)
+        self._check_seconds(info.seconds, limits)
         return info
 
-    def decode(self, indices: Iterable[int]) -> np.ndarray:
+    def _duration(self, stream) -> float | None:
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return self._container.duration / 1e6 if self._container.duration else None
+
+    @staticmethod
+    def _check_seconds(seconds: float | None, limits: Limits) -> None:
+        if seconds is not None and seconds > limits.max_seconds:
+            raise DemoError(f"The video lasts {seconds:.1f} s; the limit is {limits.max_seconds:g} s. Please trim it.")
+
+    def _count_packets(self, limits: Limits) -> int:
+        """Frames counted as the video stream's packets (demuxed only), stopping past `max_frames` or the decoding
+        budget."""
+        import av
+
+        budget = Budget(limits.decode_seconds, f"Reading '{self.name}'", "Please upload a shorter video.")
+        count = 0
+        try:
+            for packet in self._container.demux(video=0):
+                if packet.size and packet.pts is not None:
+                    count += 1
+                    if count > limits.max_frames:
+                        break
+                    if count % 256 == 0:
+                        budget.check()
+            self._container.seek(0)
+        except av.error.FFmpegError as error:
+            raise self._unreadable(error) from None
+        return count
+
+    def decode(self, indices: Iterable[int], budget: Budget | None = None) -> np.ndarray:
         """Frames `indices` (raw, any order, repeats allowed) as uint8 (len(indices), H, W, 3), decoded in one
-        in-order pass (faster than seeking for the few dozen frames of a short clip)."""
+        in-order pass (faster than seeking for the few dozen frames of a short clip), within `budget` (default: the
+        limits' `decode_seconds`). A frame of another size than the header's is refused."""
         import av
 
         indices = [int(i) for i in indices]
@@ -110,15 +148,22 @@ class VideoFile:
             raise DemoError(f"Frame {bad[0]} is outside the video (0..{self.info.total_frames - 1}).")
         if self._image is not None:
             return np.repeat(self._image[None], len(indices), axis=0)
-        wanted, found = set(indices), {}
+        budget = budget or Budget(self.limits.decode_seconds, f"Decoding '{self.name}'",
+                                  "Please upload a shorter or smaller video.")
+        wanted, found, last = set(indices), {}, max(indices, default=-1)
         try:
             self._container.seek(0)
             stream = self._container.streams.video[0]
             for i, frame in enumerate(self._container.decode(stream)):
                 if i in wanted:
+                    if (frame.height, frame.width) != (self.info.height, self.info.width):
+                        raise DemoError(f"'{self.name}' changes size: frame {i} is {frame.width}×{frame.height}, "
+                                        f"the header says {self.info.width}×{self.info.height}.")
                     found[i] = frame.to_ndarray(format="rgb24")
-                if i >= max(wanted):
+                if i >= last:
                     break
+                if i % 32 == 0:
+                    budget.check()
         except av.error.FFmpegError as error:
             raise self._unreadable(error) from None
         missing = sorted(wanted - found.keys())

@@ -16,12 +16,11 @@ from videorefer.regions import objects_to_json
 from videorefer.segmentation import MAX_PHRASE_CHARS, check_phrase
 
 from .backend import Backend
+from .budget import Budget
 from .decode import VideoFile
-from .limits import DemoError, Limits, check_frame_index
+from .limits import DemoError, Limits, check_frame_index, check_text
 from .service import decoded_frame_indices, model_errors, new_object, track
 from .state import DemoState, FramePrompt
-
-NAME_CHARS = 36  # object names hold at most 40 characters (rename_object); room for " 12"
 
 
 def _finder(backend: Backend):
@@ -32,7 +31,7 @@ def _finder(backend: Backend):
 
 def _phrase(phrase: Any) -> str:
     try:
-        return check_phrase(phrase if phrase is not None else "")
+        return check_text(check_phrase(phrase if phrase is not None else ""), "The phrase")
     except ValueError as error:
         raise DemoError(f"Find: {error} (a noun phrase of up to {MAX_PHRASE_CHARS} characters, e.g. 'the rabbit')."
                         ) from None
@@ -50,8 +49,8 @@ def _threshold(value: Any, default: float) -> float:
     return value
 
 
-def _names(phrase: str, count: int) -> list[str]:
-    base = phrase[:NAME_CHARS].strip()
+def _names(phrase: str, count: int, limits: Limits) -> list[str]:
+    base = phrase[: limits.max_name_chars - 4].strip()  # room for " 12"
     return [base] if count == 1 else [f"{base} {j + 1}" for j in range(count)]
 
 
@@ -72,7 +71,7 @@ def find_in_state(
                              max_objects=room, session=state.session, frame_idx=pos, first_obj_id=state.next_id)
     if not result.objects:
         raise DemoError(f"Find: {result.miss_message()}.")
-    for found, name in zip(result.objects, _names(phrase, len(result.objects))):
+    for found, name in zip(result.objects, _names(phrase, len(result.objects), limits)):
         state.next_id = found.obj_id  # the new object takes the session id the finder gave it
         obj = state.objects[new_object(state, limits, name)]
         obj.prompts[pos] = FramePrompt(box=list(found.box))
@@ -106,14 +105,15 @@ def find_api(backend: Backend, video: str | None, frame_index: Any, phrase: Any,
             session = backend.segmenter.init_state(frames)
             result = finder.find(frames[key], phrase, threshold=threshold, max_objects=limits.max_objects,
                                  session=session, frame_idx=key)
-            tracked = session.propagate() if result.objects else {}
+            budget = Budget(limits.track_seconds, "Tracking", "Leave 'track' off or use a shorter video.")
+            tracked = session.propagate(progress=budget.progress()) if result.objects else {}
             objects = [{indices[p]: m for p, m in tracked[o.obj_id].items()} for o in result.objects]
         else:
             result = finder.find(frames[key], phrase, threshold=threshold, max_objects=limits.max_objects)
             objects = [{frame_index: o.mask} for o in result.objects]
     if not result.objects:
         raise DemoError(f"Find: {result.miss_message()}.")
-    doc = objects_to_json(objects, _names(phrase, len(objects)))
+    doc = objects_to_json(objects, _names(phrase, len(objects), limits))
     for entry, found in zip(doc["objects"], result.objects):
         entry.update(box=found.box, score=round(found.score, 4), area=int(found.mask.sum()))
     return {**doc, "frame_index": frame_index, "phrase": phrase}

@@ -7,10 +7,8 @@ empty masks and similar hints become `gr.Warning`.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -18,6 +16,7 @@ from PIL import Image
 
 from . import endpoints, playback, service
 from .backend import Backend
+from .errors import user_errors
 from .find import find_api, find_in_state
 from .image_mode import is_image
 from .limits import DemoError
@@ -43,37 +42,6 @@ MODE_LABELS = {"Auto (multi-frame if tracked)": "auto", "Single frame": "single"
 RELATE = "How do these objects relate to each other?"
 
 
-def user_errors(fn: Callable) -> Callable:
-    """Show `DemoError` (and any unexpected error, briefly) as `gr.Error`; works for functions and generators."""
-
-    def convert(error: Exception) -> gr.Error:
-        if isinstance(error, gr.Error):
-            return error
-        if isinstance(error, DemoError):
-            return gr.Error(str(error))
-        logger.exception("unexpected error in %s", fn.__name__)  # the traceback goes to the server log
-        return gr.Error(f"Something went wrong ({type(error).__name__}); the server log has the details.")
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args: Any, **kwargs: Any):
-            try:
-                yield from fn(*args, **kwargs)
-            except Exception as error:
-                raise convert(error) from None
-
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as error:
-            raise convert(error) from None
-
-    return wrapper
-
-
 def _handback(state: DemoState) -> DemoState:
     """The state a GPU call returns. On ZeroGPU it travels back from the worker: its SAM 2 features (CUDA tensors of
     the worker's lent GPU) stay behind, recomputed on the next call that needs them."""
@@ -83,8 +51,12 @@ def _handback(state: DemoState) -> DemoState:
 
 
 def _need(state: DemoState | None) -> DemoState:
+    """The visitor's live state (touched: their idle time starts over), or `DemoError` saying what to do."""
     if state is None:
         raise DemoError("Please upload a video first (or pick the example below it).")
+    if state.closed:
+        raise DemoError(state.closed)
+    state.touch()
     return state
 
 
@@ -105,7 +77,7 @@ class DemoHandlers:
     # ------------------------------------------------------------------------------------------ page refresh
     def _panel(self, state: DemoState | None, pos: int = 0) -> tuple:
         """(frame image, caption, legend, object dropdown, name box) for slider position `pos`."""
-        if state is None:
+        if state is None or state.closed:
             return None, "", legend_html([], [], None), gr.update(choices=[], value=None), gr.update(value="")
         pos = state.clamp(pos)
         choices = [(f"<object{k}> {name}", k) for k, name in enumerate(state.names)]
@@ -151,6 +123,7 @@ class DemoHandlers:
     def scrub(self, pos: float, state: DemoState | None):
         if state is None:
             return None, *self._panel(None)
+        state = _need(state)
         state.pending_corner = None
         return self._editor(state, pos), *self._panel(state, pos)
 
@@ -219,7 +192,7 @@ class DemoHandlers:
 
     @user_errors
     def choose_object(self, k: int | None, pos: float, state: DemoState | None):
-        if state is None or k is None or k == state.active:
+        if state is None or k is None or k == _need(state).active:
             return state, *self._panel(state, pos)
         service.select_object(state, int(k))
         return state, *self._panel(state, pos)
@@ -228,7 +201,7 @@ class DemoHandlers:
     def rename(self, name: str, pos: float, state: DemoState | None):
         """Rename the selected object (its tag stays; the chat shows the new name next to it)."""
         state = _need(state)
-        service.rename_object(state, name)
+        service.rename_object(state, name, self.limits, self.backend.reserved_tokens)
         return state, *self._panel(state, pos), self._messages(state)
 
     @user_errors

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
 
-from videorefer.prompts import UnknownObjectError, check_object_tags
+from videorefer.prompts import REGION_PLACEHOLDER, UnknownObjectError, check_object_tags
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".gif")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # image mode: a one-frame video (image_mode.py)
@@ -24,26 +24,58 @@ class DemoError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds on what one request may ask for (all configurable on the command line)."""
+    """Upper bounds on what one request (page event or API call) may ask for: the one place they live. The page shows
+    `describe()`, the README lists them all (`rows()`); the API and the page check the same values."""
 
+    # the upload
     max_file_mb: float = 100.0
     max_seconds: float = 120.0
+    max_fps: float = 60.0  # frames per second; with max_seconds it bounds the frames a file may hold
     max_long_side: int = 1920
     max_short_side: int = 1080
-    max_question_chars: int = 1000
-    max_objects: int = 8
     scrub_frames: int = 32  # frames decoded once per video for the slider and for tracking
+    # what a request holds
+    max_question_chars: int = 1000
+    max_history_turns: int = 10
+    max_history_chars: int = 8000  # questions and answers of the history together
+    max_objects: int = 8
+    max_name_chars: int = 40
+    max_points: int = 32  # clicks of one /segment call, or of one object on one frame of the page
+    max_listed_masks: int = 1024  # masks a regions document may list
+    max_masks: int = 128  # masks decoded for one request (after those on frames the request does not use are left out)
+    max_extra_frames: int = 8  # frames outside the decoded frames that masks may be on (each is decoded)
+    max_json_mb: float = 16.0  # a JSON input (regions, history, points), and an uploaded regions file
+    max_json_depth: int = 8
+    # time per request
+    decode_seconds: float = 60.0
+    segment_seconds: float = 30.0
+    track_seconds: float = 120.0
+    # memory
+    session_mb: int = 1024  # one visitor's decoded frames and masks
+    sessions_mb: int = 4096  # every visitor's together (the longest idle ones are closed first)
+    session_idle_minutes: float = 10.0  # a visitor idle this long is closed (frames and masks freed)
+    visual_cache_mb: int = 1024  # the model's cache of decoded videos and visual features
+
+    @property
+    def max_frames(self) -> int:
+        """The most frames a video file may hold (`max_seconds` at `max_fps`)."""
+        return int(self.max_seconds * self.max_fps)
 
     def describe(self) -> str:
         """The limits as one line of Markdown for the page."""
         return (
             f"**Limits:** {', '.join(s.lstrip('.') for s in VIDEO_SUFFIXES)} · up to {self.max_file_mb:g} MB · "
-            f"up to {self.max_seconds:g} s · up to {self.max_long_side}×{self.max_short_side} px · "
-            f"{self.scrub_frames} frames are sampled for pointing and tracking · "
+            f"up to {self.max_seconds:g} s at {self.max_fps:g} fps · up to {self.max_long_side}×{self.max_short_side} px"
+            f" · {self.scrub_frames} frames are sampled for pointing and tracking · "
             f"images: {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} up to {MAX_IMAGE_SIDE} px · "
-            f"up to {self.max_objects} objects · "
-            f"questions up to {self.max_question_chars} characters."
+            f"up to {self.max_objects} objects · questions up to {self.max_question_chars} characters, "
+            f"history up to {self.max_history_turns} turns · an idle visitor is closed after "
+            f"{self.session_idle_minutes:g} min."
         )
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(field, value) of every limit, for the README's table (`tests/test_hostile_checks.py` checks it)."""
+        return [(f.name, f"{getattr(self, f.name):g}") for f in fields(self)]
 
 
 @dataclass(frozen=True)
@@ -71,8 +103,35 @@ def check_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
         return video.info
 
 
-def check_question(question: str | None, num_objects: int, limits: Limits) -> str:
-    """A stripped question that names only existing objects, or `DemoError`."""
+# ChatML's and the prompt grammar's region placeholder; the tokenizer adds its own (`reserved`)
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", REGION_PLACEHOLDER)
+_CHAT_LIKE = re.compile(r"<\|[^<>|\s]{1,40}\|>")  # any `<|...|>`: Qwen's special tokens look like this
+
+
+def check_text(text: str, what: str, reserved: Sequence[str] = ()) -> str:
+    """`text` unchanged, or `DemoError` when it holds a chat-template token (`CHAT_TOKENS`, anything shaped `<|...|>`,
+    or one of `reserved`: the tokenizer's added tokens, `Backend.reserved_tokens`) that would let a visitor forge a
+    turn or a placeholder."""
+    found = next((token for token in (*CHAT_TOKENS, *reserved) if token and token in text), None)
+    if found is None and (match := _CHAT_LIKE.search(text)):
+        found = match.group()
+    if found is not None:
+        raise DemoError(f"{what} contains {found!r}, which the chat template reserves; please remove it.")
+    return text
+
+
+def _check_tags(text: str, num_objects: int, what: str) -> None:
+    try:
+        check_object_tags(text, num_objects)
+    except UnknownObjectError as error:
+        have = "<object0>" if num_objects == 1 else f"<object0> … <object{num_objects - 1}>"
+        raise DemoError(f"{what} names <object{error.index}>, but only {have} exist.") from None
+
+
+def check_question(question: Any, num_objects: int, limits: Limits, reserved: Sequence[str] = ()) -> str:
+    """A stripped question that names only existing objects and holds no reserved token, or `DemoError`."""
+    if question is not None and not isinstance(question, str):
+        raise DemoError(f"The question must be text, got {type(question).__name__}.")
     text = (question or "").strip()
     if not text:
         raise DemoError("Please type a question.")
@@ -80,12 +139,54 @@ def check_question(question: str | None, num_objects: int, limits: Limits) -> st
         raise DemoError(f"The question has {len(text)} characters; the limit is {limits.max_question_chars}.")
     if num_objects == 0:
         raise DemoError("Point at an object first: click on the frame to create <object0>.")
-    try:
-        check_object_tags(text, num_objects)
-    except UnknownObjectError as error:
-        have = "<object0>" if num_objects == 1 else f"<object0> … <object{num_objects - 1}>"
-        raise DemoError(f"The question names <object{error.index}>, but only {have} exist.") from None
-    return text
+    _check_tags(text, num_objects, "The question")
+    return check_text(text, "The question", reserved)
+
+
+def check_history(
+    history: Any, num_objects: int, limits: Limits, reserved: Sequence[str] = ()
+) -> list[tuple[str, str]]:
+    """`history` ([[question, answer], ...] of strings) within `max_history_turns` turns and `max_history_chars`
+    characters, naming only existing objects, without reserved tokens; else `DemoError` saying what to change."""
+    history = history or []
+    if not isinstance(history, (list, tuple)) or not all(
+        isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn) for turn in history
+    ):
+        raise DemoError('history must be a list of [question, answer] pairs of strings, e.g. [["Q?", "A."]].')
+    if len(history) > limits.max_history_turns:
+        raise DemoError(f"The history has {len(history)} turns; the limit is {limits.max_history_turns}: "
+                        "send only the latest turns.")
+    chars = sum(len(q) + len(a) for q, a in history)
+    if chars > limits.max_history_chars:
+        raise DemoError(f"The history has {chars} characters; the limit is {limits.max_history_chars}: "
+                        "send fewer or shorter turns.")
+    for n, (question, answer) in enumerate(history):
+        for text, part in ((question, "question"), (answer, "answer")):
+            what = f"The history's turn {n} ({part})"
+            _check_tags(text, num_objects, what)
+            check_text(text, what, reserved)
+    return [(q, a) for q, a in history]
+
+
+def recent_history(history: Sequence[tuple[str, str]], limits: Limits) -> list[tuple[str, str]]:
+    """The latest turns of a page chat that fit `max_history_turns` and `max_history_chars` (older turns stay on the
+    page but are no longer sent to the model)."""
+    kept: list[tuple[str, str]] = []
+    chars = 0
+    for question, answer in reversed(list(history)[-limits.max_history_turns:]):
+        chars += len(question) + len(answer)
+        if chars > limits.max_history_chars:
+            break
+        kept.append((question, answer))
+    return kept[::-1]
+
+
+def check_name(name: Any, limits: Limits, reserved: Sequence[str] = (), what: str = "An object's name") -> str:
+    """A stripped object name of 1 to `max_name_chars` characters without reserved tokens, or `DemoError`."""
+    text = str(name if name is not None else "").strip()
+    if not text or len(text) > limits.max_name_chars:
+        raise DemoError(f"{what} needs 1 to {limits.max_name_chars} characters, got {len(text)}.")
+    return check_text(text, what, reserved)
 
 
 _DECORD_PREFIX = re.compile(r"^\[[\d:]+\] \S+: ")
@@ -102,36 +203,8 @@ def check_frame_index(frame_index: Any, info: VideoInfo) -> int:
     """`frame_index` as an int inside the video, else `DemoError` saying what is wrong."""
     try:
         frame_index = int(frame_index)
-    except (TypeError, ValueError):
-        raise DemoError(f"frame_index must be an integer, got {frame_index!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise DemoError(f"frame_index must be an integer, got {str(frame_index)[:40]!r}") from None
     if not 0 <= frame_index < info.total_frames:
         raise DemoError(f"frame_index {frame_index} is outside the video (0..{info.total_frames - 1}).")
     return frame_index
-
-
-def check_regions(doc: dict, info: VideoInfo, limits: Limits, what: str = "The regions") -> tuple[list, list[str]]:
-    """The objects and names of a saved-regions document, checked against the video of `info`: readable, at least one
-    object and at most `limits.max_objects`, every mask on a frame of the video and of its size. `what` names the
-    source in messages ("The regions", "The regions file")."""
-    from videorefer.regions import objects_from_json
-
-    try:
-        objects, names = objects_from_json(doc)
-    except ValueError as error:
-        raise DemoError(f"{what} could not be read: {error}") from None
-    if not objects:
-        raise DemoError(f"{what} hold no object.")
-    if len(objects) > limits.max_objects:
-        raise DemoError(f"{what} hold {len(objects)} objects; at most {limits.max_objects} are allowed.")
-    for k, obj in enumerate(objects):
-        if not obj:
-            raise DemoError(f"<object{k}> has no mask on any frame.")
-        for frame, mask in obj.items():
-            if frame >= info.total_frames:
-                raise DemoError(f"<object{k}> has a mask on frame {frame}, but the video has {info.total_frames} frames.")
-            if mask.shape != (info.height, info.width):
-                raise DemoError(
-                    f"<object{k}>'s mask on frame {frame} is {mask.shape[1]}×{mask.shape[0]}, "
-                    f"the video is {info.width}×{info.height}."
-                )
-    return objects, names

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from videorefer.regions import objects_to_json
+from videorefer.regions import objects_to_json, read_regions_document
 
-from .limits import DemoError, Limits, check_regions
+from .budget import Budget
+from .limits import DemoError, Limits
+from .validate import check_regions, parse_json
 from .overlay import render_overlay
 from .state import DemoState, FramePrompt
 
@@ -94,28 +96,36 @@ def write_regions(state: DemoState) -> Path:
 
 
 def read_regions_file(path: str | os.PathLike | None, state: DemoState, limits: Limits) -> tuple[list, list[str]]:
-    """Read a saved-regions file and check that it belongs to this video (same size and frame count)."""
+    """Read a saved-regions file and check that it belongs to this video (same size and frame count). Only the masks
+    on the decoded frames are decoded; the others come back as None (`restore_objects` counts them as skipped)."""
     if not path:
         raise DemoError("Choose a regions file (.json) to restore.")
     try:
-        text = Path(path).read_text()
-        doc = json.loads(text)
+        size = Path(path).stat().st_size
+        if size > limits.max_json_mb * 1e6:
+            raise DemoError(f"The regions file is {size / 1e6:.1f} MB; the limit is {limits.max_json_mb:g} MB.")
+        doc = parse_json(Path(path).read_text(), "That is not a regions file: it", limits)
     except FileNotFoundError:
         raise DemoError("The regions file could not be found; please upload it again.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DemoError(f"That is not a regions file (not JSON: {error}).") from None
+    except UnicodeDecodeError as error:
+        raise DemoError(f"That is not a regions file (not text: {error}).") from None
     if not isinstance(doc, dict):
         raise DemoError("That is not a regions file (expected a JSON object with an 'objects' list).")
     info = state.info
     size = (doc.get("width"), doc.get("height"))
-    if None not in size and size != (info.width, info.height):
-        raise DemoError(f"This regions file is for a {size[0]}×{size[1]} video; this video is "
+    if None not in size and tuple(str(v) for v in size) != (str(info.width), str(info.height)):
+        raise DemoError(f"This regions file is for a {str(size[0])[:12]}×{str(size[1])[:12]} video; this video is "
                         f"{info.width}×{info.height}. Load the video it was saved on.")
     total = doc.get("total_frames")
     if total is not None and total != info.total_frames:
-        raise DemoError(f"This regions file is for a video of {total} frames; this video has {info.total_frames}. "
-                        "Load the video it was saved on.")
-    return check_regions(doc, info, limits, what="The regions file")
+        raise DemoError(f"This regions file is for a video of {str(total)[:20]} frames; this video has "
+                        f"{info.total_frames}. Load the video it was saved on.")
+    decoded = set(state.frame_indices)  # masks on other frames are not decoded: None marks them (skipped on restore)
+    objects, names = check_regions(doc, info, limits, what="The regions file", keep=lambda per: [f & decoded for f in per])
+    listed = read_regions_document(doc)[0]
+    for obj, frames in zip(objects, listed):
+        obj.update({frame: None for frame in frames if frame not in decoded})
+    return objects, names
 
 
 def restore_objects(state: DemoState, objects: list[dict[int, np.ndarray]], names: list[str], limits: Limits) -> int:
@@ -123,7 +133,10 @@ def restore_objects(state: DemoState, objects: list[dict[int, np.ndarray]], name
     an object with a mask on every decoded frame counts as tracked). Returns how many masks were skipped because
     their frame is not among the decoded frames."""
     from . import service
+    from .sessions import check_room
 
+    check_room(state, len(objects), len(state.frame_indices), limits, "Restoring these objects")
+    budget = Budget(limits.segment_seconds, "Restoring the objects", "Use a file with fewer masks.")
     for obj in list(state.objects):
         if obj.obj_id in state.session.obj_ids:
             state.session.remove_object(obj.obj_id)
@@ -137,6 +150,7 @@ def restore_objects(state: DemoState, objects: list[dict[int, np.ndarray]], name
             if raw not in position:
                 skipped += 1
                 continue
+            budget.check()
             state.session.add_mask(position[raw], obj.obj_id, mask, as_drawn=True)
             obj.prompts[position[raw]] = FramePrompt(brush=True)
         obj.last_prompt_pos = min(obj.prompts) if obj.prompts else None

@@ -19,10 +19,11 @@ import numpy as np
 from videorefer.regions import FRAME_MODES, select_object_frames
 
 from .backend import Backend
+from .budget import Budget
 from .chat import renumber_chat
 from .decode import VideoFile, as_model_video
 from .image_mode import ask_image_stream, is_image  # images: one-frame videos
-from .limits import DemoError, Limits, _short, check_question
+from .limits import DemoError, Limits, _short, check_name, check_question, recent_history
 from .overlay import render_overlay
 from .state import ChatTurn, DemoObject, DemoState, FramePrompt
 
@@ -67,7 +68,10 @@ def open_video(backend: Backend, path: str | None, limits: Limits) -> DemoState:
     with VideoFile(path, limits) as video:
         info = video.info
         saved = example_objects(info.path)
-        indices = decoded_frame_indices(info.total_frames, limits.scrub_frames, backend.model_frames(info)[0])
+        model_frames = backend.model_frames(info)[0]
+        # the decoded frames take at most half of the visitor's memory (`session_mb`): fewer slider frames if need be
+        room = int(limits.session_mb * 2**20 / 2 // (info.height * info.width * 3)) - len(set(model_frames))
+        indices = decoded_frame_indices(info.total_frames, max(1, min(limits.scrub_frames, room)), model_frames)
         indices = sorted(set(indices) | {int(obj["prompt"]["frame_idx"]) for obj in saved})
         frames = np.ascontiguousarray(video.decode(indices))
     session = backend.segmenter.init_state(frames)
@@ -136,13 +140,10 @@ def select_object(state: DemoState, k: int | None) -> None:
     state.active, state.pending_corner = k, None
 
 
-def rename_object(state: DemoState, name: str) -> None:
+def rename_object(state: DemoState, name: str, limits: Limits = Limits(), reserved: Sequence[str] = ()) -> None:
     if state.active is None:
         raise DemoError("Select an object to rename.")
-    name = (name or "").strip()
-    if not name or len(name) > 40:
-        raise DemoError("A name needs 1 to 40 characters.")
-    state.objects[state.active].name = name
+    state.objects[state.active].name = check_name(name, limits, reserved, what="A name")
 
 
 def remove_object(state: DemoState) -> None:
@@ -187,6 +188,9 @@ def click(state: DemoState, pos: int, x: float, y: float, mode: str, limits: Lim
             return "That box is too small: click two opposite corners."
         prompt.box = [min(x0, x), min(y0, y), max(x0, x), max(y0, y)]
     else:
+        if len(prompt.points) >= limits.max_points:
+            raise DemoError(f"At most {limits.max_points} clicks per object on a frame: clear the clicks on this frame "
+                            "and click again.")
         prompt.points.append([x, y])
         prompt.labels.append(1 if mode == "positive" else 0)
     return _apply(state, obj, pos, prompt)
@@ -240,11 +244,18 @@ def clear_frame(state: DemoState, pos: int) -> None:
 
 
 def track(backend: Backend, state: DemoState, progress: Callable[[int, int], None] | None = None) -> None:
-    """Track every object through all decoded frames."""
+    """Track every object through all decoded frames, within the visitor's memory (`session_mb`) and the tracking
+    budget (`track_seconds`); stops when the visitor leaves (their stop event)."""
+    from .sessions import check_room
+
     if not any(obj.prompts for obj in state.objects):
         raise DemoError("Nothing to track yet: click on an object first.")
+    limits = backend.settings.limits
+    check_room(state, len(state.objects), len(state.frame_indices), limits, "Tracking")
+    state.stop_event.clear()
+    budget = Budget(limits.track_seconds, "Tracking", "Track fewer objects or use a shorter video.", state.stop_event)
     with model_errors("SAM 2"):
-        state.session.propagate(progress=progress)
+        state.session.propagate(progress=budget.progress(progress))
     for obj in state.objects:
         obj.tracked = bool(obj.prompts)
 
@@ -337,7 +348,7 @@ def ask_stream(
 
 def chat_question(backend: Backend, state: DemoState, question: str, mode: str, limits: Limits):
     """The checked question and the model's regions for a chat question (CPU only; raises `DemoError`)."""
-    question = check_question(question, len(state.objects), limits)
+    question = check_question(question, len(state.objects), limits, backend.reserved_tokens)
     return question, state_regions(backend, state, mode)
 
 
@@ -359,7 +370,7 @@ def answer_stream(
     backend: Backend, state: DemoState, question: str, regions: Sequence[dict[int, np.ndarray]], describe: bool = False
 ) -> Iterator[str]:
     """Stream the answer (GPU work only: nothing of `state` changes here; see `record_answer`)."""
-    history = () if describe else state.history
+    history = () if describe else recent_history(state.history, backend.settings.limits)
     answer = ""
     for answer in ask_stream(backend, model_video(backend, state), regions, question, history, state.stop_event):
         yield answer

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,15 @@ from .limits import VideoInfo
 
 _STOP_EVENTS: dict[str, threading.Event] = {}  # DemoState.uid -> its stop event (a lock cannot be pickled)
 _EVENTS_LOCK = threading.Lock()
+# DemoState.uid -> the copy of that state the visitor's last event used (ZeroGPU hands back copies from its worker);
+# weak, so that a copy gradio has replaced is not kept alive here
+_LIVE: weakref.WeakValueDictionary[str, DemoState] = weakref.WeakValueDictionary()
+
+
+def live_state(uid: str) -> DemoState | None:
+    """The copy of the state `uid` that the visitor's last event used, or None once gradio has dropped it."""
+    with _EVENTS_LOCK:
+        return _LIVE.get(uid)
 
 
 @dataclass
@@ -71,6 +82,19 @@ class DemoState:
     chat: list[ChatTurn] = field(default_factory=list)
     saved_objects: list[dict] = field(default_factory=list)  # an example's saved objects (name, prompt)
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # the same in every copy of this state
+    closed: str | None = None  # why the visitor's frames and masks were freed (`Sessions.close`); set: the state is spent
+    last_used: float = field(default_factory=time.monotonic)  # `touch`ed by every event (idle visitors are closed)
+
+    def touch(self) -> None:
+        """The visitor did something with this copy of their state: their idle time starts over."""
+        self.last_used = time.monotonic()
+        with _EVENTS_LOCK:
+            _LIVE[self.uid] = self
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded frames, masks and cached features this state holds."""
+        return self.session.nbytes if self.session is not None else 0
 
     @property
     def history(self) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
-"""Helpers for the demo's tests: small synthetic videos, broken files, a free port, a served tiny demo."""
+"""Helpers for the demo's tests: small synthetic videos, broken files, a free port, resident memory, regions."""
 
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,46 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux `/proc/self/statm`)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+class PeakMemory:
+    """`with PeakMemory() as memory: ...` samples this process's resident memory every 10 ms; afterwards
+    `memory.extra` is the peak over the level at the start (bytes)."""
+
+    def __enter__(self) -> PeakMemory:
+        self.start = self.peak = resident_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, resident_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resident_bytes())
+        self.extra = self.peak - self.start
+
+
+def square_rle(height: int = 48, width: int = 64, side: int = 20) -> dict:
+    """COCO RLE of a centred `side`-pixel square on a `height`×`width` frame (the regions of `write_video`'s size)."""
+    from videorefer.regions import mask_to_rle
+
+    mask = np.zeros((height, width), bool)
+    top, left = (height - side) // 2, (width - side) // 2
+    mask[top: top + side, left: left + side] = True
+    return mask_to_rle(mask)
+
+
+def polygon_regions(*xy: float, height: int = 48, width: int = 64) -> dict:
+    """A regions document whose one object is the polygon `xy` (x0, y0, x1, y1, ...) on frame 0."""
+    return {"height": height, "width": width, "objects": [{"name": "a", "masks": {"0": [list(xy)]}}]}

@@ -50,6 +50,13 @@ class SegmentationSession:
         `propagate`)."""
         return {obj: dict(frames) for obj, frames in self._masks.items()}
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes this session holds: its frames, masks, drawn masks and cached SAM 2 features (any device)."""
+        from videorefer.caches import nbytes
+
+        return nbytes([self.frames, self._masks, self._mask_inputs, self._store._items])
+
     def prompts(self, obj_id: int) -> dict[int, FramePrompt]:
         """The object's prompts by frame."""
         return dict(self._prompts[self._known(obj_id)])

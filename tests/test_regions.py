@@ -228,3 +228,15 @@ def test_select_object_frames():
         select_object_frames({2: empty}, "single")
     with pytest.raises(ValueError, match="mode"):
         select_object_frames(obj, "both")
+
+
+def test_polygon_a_little_outside_the_frame_is_cropped_like_pycocotools():
+    # Annotation tools leave vertices just past the border; those masks must decode as pycocotools crops them, while a
+    # vertex a whole frame away is refused before pycocotools sees it.
+    poly = [-2.5, -1.0, 70.0, 3.0, 66.0, 50.0, 5.0, 47.5]
+    expected = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([poly], 48, 64))).astype(bool)
+    mask = decode_segmentation([poly], 48, 64)
+    assert mask.shape == (48, 64) and mask.any()
+    np.testing.assert_array_equal(mask, expected)
+    with pytest.raises(ValueError, match="far outside the 64x48 frame"):
+        decode_segmentation([[0, 0, 130, 0, 130, 40]], 48, 64)

@@ -145,7 +145,7 @@ MAX_POLYGON_PERIMETER = 100  # a polygon's outline may run at most this many tim
 
 
 def _polygon_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
-    """Rasterise COCO polygons. Every coordinate must be a finite number inside the frame (0..width, 0..height) and
+    """Rasterise COCO polygons. Every coordinate must be a finite number near the frame (within one frame's size of it) and
     the outlines together at most `MAX_POLYGON_PERIMETER` times (height + width) long: pycocotools allocates by the
     outline's length (1e308 made it write through a null pointer), so nothing else reaches it."""
     if not all(
@@ -163,10 +163,13 @@ def _polygon_to_mask(polygons: list, height: int, width: int) -> np.ndarray:
         xy = np.asarray(p, dtype=np.float64).reshape(-1, 2)
         if not np.isfinite(xy).all():
             raise ValueError("invalid polygon: coordinates must be finite numbers")
-        outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+        # Annotation tools leave points a little outside the frame (pycocotools crops them, as the official code
+        # relies on); a point more than a frame's size away is an error, not an annotation.
+        outside = (xy[:, 0] < -width) | (xy[:, 0] > 2 * width) | (xy[:, 1] < -height) | (xy[:, 1] > 2 * height)
         if outside.any():
             x, y = xy[outside.argmax()]
-            raise ValueError(f"invalid polygon: the point ({x:g}, {y:g}) is outside the {width}x{height} frame")
+            raise ValueError(f"invalid polygon: the point ({x:g}, {y:g}) is far outside the {width}x{height} frame "
+                             f"(at most one frame's width / height beyond an edge)")
         length += float(np.abs(np.diff(np.vstack([xy, xy[:1]]), axis=0)).max(axis=1).sum())
     if length > MAX_POLYGON_PERIMETER * (height + width):
         raise ValueError(f"invalid polygon: its outline is {length:.0f} pixels long; at most "

@@ -278,9 +278,10 @@ async def _chat(request: Request) -> Response:
         first = await anext(outputs)
     except StopAsyncIteration:
         return _error(500, "the engine returned no answer", "server_error")
-    except ValueError as error:  # refused by the family's processor inside the engine
-        return _error(400, str(error))
     except Exception as error:
+        refusal = _refusal(error)
+        if refusal is not None:  # refused by the family's processor inside the engine (vLLM wraps it)
+            return _error(400, str(refusal))
         logger.exception("VideoRefer request %s failed", request_id)
         return _error(503 if type(error).__name__ == "EngineDeadError" else 500,
                       "the engine failed on this request (see the server log)", "server_error")
@@ -296,6 +297,13 @@ async def _chat(request: Request) -> Response:
             list(answer.token_ids))}, "finish_reason": answer.finish_reason or "stop"}],
         "usage": _usage(final),
     })
+
+
+def _refusal(error: BaseException | None) -> ValueError | None:
+    """The `ValueError` (a refusal by the family's processor) that caused `error`, if one did."""
+    while error is not None and not isinstance(error, ValueError):
+        error = error.__cause__
+    return error
 
 
 def _usage(output: Any) -> dict[str, int]:

@@ -4,6 +4,8 @@
     python app.py --model DAMO-NLP-SG/VideoRefer-7B   # any checkpoint of either family (a Hub id or a folder)
     python app.py --tiny          # random tiny models built in code (no download; answers are gibberish): VL3
     python app.py --tiny v1       # ... of the VideoRefer-7B family
+    python app.py --server http://127.0.0.1:8000   # answers from a VideoRefer server (python -m videorefer.serve)
+    python app.py --engine vllm   # answers from vLLM in this process (the vLLM venv)
     python app.py --help          # model id, quantization, SAM 2 checkpoint, device, port, limits
 
 This file only lays out the page and wires events; the logic lives in `videorefer.demo`.
@@ -43,7 +45,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
     """The page: video + frame view on the left, objects on the right, chat below; hidden API endpoints."""
     h = DemoHandlers(backend)
     settings = backend.settings
-    gpu = dict(concurrency_id="gpu", concurrency_limit=backend.gpu_slots)
+    gpu, answer = backend.concurrency()  # answering has its own group when a server or vLLM batches answers
     with gr.Blocks(title="VideoRefer demo") as demo:
         state = gr.State(None, time_to_live=3600, delete_callback=h.release)
         gr.Markdown("# VideoRefer — ask about any object in a video")
@@ -120,7 +122,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
                             info=f"Multi-frame: {backend.region_policy()}.", elem_id="frame-mode")
             clear_chat = gr.Button("Clear chat", size="sm")
 
-        _api(h, gpu)  # first, so that the API names are not taken by the page's own (private) events
+        _api(h, gpu, answer)  # first, so that the API names are not taken by the page's own (private) events
         panel = [frame, caption, legend, objects, name]
         video.change(h.load, [video, state], [state, slider, editor, chat, *panel], api_visibility="private")
         slider.change(h.scrub, [slider, state], [editor, *panel], show_progress="hidden", api_visibility="private")
@@ -141,8 +143,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
             trigger(h.on_find, [find_text, find_threshold, find_track, slider, state], [state, *panel],
                     api_visibility="private", **gpu)
         for trigger in (send.click, question.submit):
-            trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **gpu)
-        describe.click(h.describe, [mode, state], [chat, question], api_visibility="private", **gpu)
+            trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **answer)
+        describe.click(h.describe, [mode, state], [chat, question], api_visibility="private", **answer)
         stop.click(h.stop, [state], None, queue=False, api_visibility="private")  # ends generation, keeps the text
         demo.unload(h.unload)  # a visitor leaving stops their answer and frees their GPU memory
         relate.click(h.relate_question, [state], [question], api_visibility="private")
@@ -150,7 +152,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
     return demo
 
 
-def _api(h: DemoHandlers, gpu: dict) -> None:
+def _api(h: DemoHandlers, gpu: dict, answer: dict) -> None:
     """The gradio_client endpoints /segment, /track, /describe, /ask and /find (hidden components, documented in
     /?view=api)."""
     with gr.Column(visible=False):
@@ -164,8 +166,8 @@ def _api(h: DemoHandlers, gpu: dict) -> None:
         buttons = [gr.Button(visible=False) for _ in range(4)]
     buttons[0].click(h.api_segment, [video, frame_index, points, labels, box], mask_out, api_name="segment", **gpu)
     buttons[1].click(h.api_track, [video, regions], regions_out, api_name="track", **gpu)
-    buttons[2].click(h.api_describe, [video, regions, mode], text_out, api_name="describe", **gpu)
-    buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **gpu)
+    buttons[2].click(h.api_describe, [video, regions, mode], text_out, api_name="describe", **answer)
+    buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **answer)
     with gr.Column(visible=False):  # /find: objects by name (inputs after /ask's, so the four above keep their ids)
         phrase, track = gr.Textbox(label="phrase"), gr.Checkbox(value=False, label="track")
         threshold = gr.Number(value=h.backend.settings.find_threshold, label="threshold")  # 0..1, checked in find.py

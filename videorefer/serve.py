@@ -87,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .testing.tiny import ENGINE_SIZES, build_tiny
 
         folder = tempfile.mkdtemp(prefix="videorefer-serve-tiny-")
-        model = str(build_tiny(ours.tiny, os.path.join(folder, f"videorefer-{ours.tiny}"), **ENGINE_SIZES))
+        # a context long enough for a few 720p frames (VL3 at 1 fps: ~1000 tokens a frame)
+        model = str(build_tiny(ours.tiny, os.path.join(folder, f"videorefer-{ours.tiny}"),
+                               max_position_embeddings=16384, **ENGINE_SIZES))
         print(f"serving a tiny random {ours.tiny} model built in {model} (answers are gibberish)", file=sys.stderr)
     import uvloop
     from vllm.entrypoints.launchers.api_server.entry import run_server

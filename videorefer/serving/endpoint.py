@@ -299,9 +299,12 @@ async def _chat(request: Request) -> Response:
     })
 
 
-def _refusal(error: BaseException | None) -> ValueError | None:
-    """The `ValueError` (a refusal by the family's processor) that caused `error`, if one did."""
-    while error is not None and not isinstance(error, ValueError):
+def _refusal(error: BaseException | None) -> BaseException | None:
+    """The refusal that caused `error`, if one did: a `ValueError` of the family's processor, or vLLM's own
+    validation (e.g. a prompt longer than the model's context: too many frames for `--max-model-len`)."""
+    from vllm.exceptions import VLLMValidationError
+
+    while error is not None and not isinstance(error, (ValueError, VLLMValidationError)):
         error = error.__cause__
     return error
 

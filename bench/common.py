@@ -119,8 +119,12 @@ def run_resumable(
     predict: Callable[[dict], dict],
     label: str = "bench",
     settings: dict | None = None,
+    predict_many: Callable[[list[dict]], list[dict]] | None = None,
+    chunk: int = 1,
 ) -> int:
     """Call ``predict(item)`` for every item whose id is not yet in ``output``; append each record as it finishes.
+    With ``predict_many`` and ``chunk`` > 1, ``chunk`` items are answered at once (an engine that batches them) and
+    written when that chunk finishes.
 
     Returns the number of new records. An exception from ``predict`` stops the run naming the item; everything
     finished so far is already on disk, so rerunning the same command continues where it stopped. ``settings``
@@ -137,14 +141,19 @@ def run_resumable(
     pending = [item for item in items if str(item["id"]) not in done]
     print(f"[{label}] {len(items)} items, {len(items) - len(pending)} already in {output}, {len(pending)} to run")
     start = time.monotonic()
+    size = chunk if predict_many is not None and chunk > 1 else 1
     with JsonlWriter(output) as writer:
-        for count, item in enumerate(pending, start=1):
+        for first in range(0, len(pending), size):
+            group = pending[first: first + size]
             try:
-                record = predict(item)
+                records = predict_many(group) if size > 1 else [predict(group[0])]
             except Exception as err:
-                raise RuntimeError(f"item id={item['id']} (video {item['video']!r}) failed: {err}") from err
-            writer.write(record)
-            if count % 10 == 0 or count == len(pending):
+                ids = ", ".join(str(item["id"]) for item in group[:5]) + (" ..." if len(group) > 5 else "")
+                raise RuntimeError(f"item id={ids} (video {group[0]['video']!r}) failed: {err}") from err
+            for record in records:
+                writer.write(record)
+            count = first + len(group)
+            if size > 1 or count % 10 == 0 or count == len(pending):
                 rate = count / max(time.monotonic() - start, 1e-9)
                 print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s)", flush=True)
     return len(pending)
@@ -181,15 +190,21 @@ def answer_items(items: list[dict], video_root: str | Path, output: str | Path, 
     sampling = task_sampling(answer_fn, task, num_frames, label)
     fps = {"fps": sampling.fps} if sampling.fps is not None else {}
 
-    def predict(item: dict) -> dict:
+    def call(item: dict) -> tuple:
         video = str(resolve_video(video_root, item["video"]))
-        pred = answer_fn(video, restrict_annotation(item, mode), prompt(item, protocol), mode, sampling.num_frames,
-                         **fps)
+        return video, restrict_annotation(item, mode), prompt(item, protocol), mode, sampling.num_frames
+
+    def record(item: dict, pred: str) -> dict:
         return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
                 "pred": pred, "mode": mode, "num_frames": sampling.num_frames, **fps}
 
+    def predict_many(group: list[dict]) -> list[dict]:  # an answer function that submits many at once
+        return [record(item, pred) for item, pred in zip(group, answer_fn.answer_many([call(i) for i in group], **fps))]
+
     settings = {"mode": mode, "num_frames": sampling.num_frames, "fps": sampling.fps}
-    return run_resumable(items, output, predict, label=label, settings=settings)
+    return run_resumable(items, output, lambda item: record(item, answer_fn(*call(item), **fps)), label=label,
+                         settings=settings, predict_many=predict_many if hasattr(answer_fn, "answer_many") else None,
+                         chunk=getattr(answer_fn, "submit_size", 1))
 
 
 def read_predictions(paths: list[str]) -> list[dict]:
@@ -230,6 +245,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
     parser.add_argument("--shard", help="i/n: run the i-th of n contiguous parts (one per GPU)")
     parser.add_argument("--limit", type=int, help="only the first N items (smoke tests)")
     parser.add_argument("--max-new-tokens", type=int, help="generation limit (default: the model's, 512)")
+    parser.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                        help="who runs the model: transformers (one item after another) or vllm (items submitted "
+                             "together, batched continuously; README: Serving with vLLM)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine: GPUs per model replica")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
     model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
@@ -249,7 +268,9 @@ def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict]
         answer_fn = load_answer_fn(args.answer_fn)
     else:
         generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
-        answer_fn = videorefer_answer_fn(args.model, generation=generation)
+        engine = {} if args.engine == "transformers" else {
+            "engine": args.engine, "engine_args": {"tensor_parallel_size": args.tensor_parallel_size}}
+        answer_fn = videorefer_answer_fn(args.model, generation=generation, **engine)
     return items, output, answer_fn
 
 
@@ -337,8 +358,7 @@ class VideoReferAnswerFn:
         self._decoded = (key, video)
         return video
 
-    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int,
-                 fps: float | None = None) -> str:
+    def _inputs(self, video_path: str, annotation: list, num_frames: int, fps: float | None) -> tuple[Any, list, int]:
         from videorefer.video_io import video_info
 
         total, _fps, height, width = video_info(video_path)
@@ -348,8 +368,24 @@ class VideoReferAnswerFn:
             print(f"[bench] {video_path}: {empty} empty/null mask(s), fed as zero masks (official behaviour)",
                   file=sys.stderr)
         frames_needed = sorted({frame for obj in objects for frame in obj})
-        video = self.load_video(video_path, frames_needed, FrameSampling(num_frames, fps))
+        return self.load_video(video_path, frames_needed, FrameSampling(num_frames, fps)), objects, empty
+
+    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int,
+                 fps: float | None = None) -> str:
+        video, objects, empty = self._inputs(video_path, annotation, num_frames, fps)
         return self.model.ask(video, objects, question, allow_empty_masks=empty > 0, **self.generation)
+
+    @property
+    def submit_size(self) -> int:
+        """How many items the model takes at once (1: one after another; an engine that batches: many)."""
+        return getattr(self.model, "submit_size", 1)
+
+    def answer_many(self, calls: list[tuple], fps: float | None = None) -> list[str]:
+        """``__call__``'s answers for many ``(video_path, annotation, question, mode, num_frames)``, submitted at once."""
+        inputs = [(*self._inputs(path, annotation, num_frames, fps), question)
+                  for path, annotation, question, _mode, num_frames in calls]
+        return self.model.ask_batch([(video, objects, question) for video, objects, _, question in inputs],
+                                    allow_empty_masks=any(empty for _, _, empty, _ in inputs), **self.generation)
 
     def summary(self) -> str:
         return f"{self.empty_mask_items} item(s) had an empty or null mask (fed as a zero mask, as officially)"

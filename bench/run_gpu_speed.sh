@@ -24,3 +24,15 @@ timeout 530 python3 -m bench.speed --device cuda --out "$OUT" --parts "$PARTS" -
   --new-tokens 128 --budget-s 400 > "$OUT/log.txt" 2>&1
 echo "exit $?"
 grep -v "Loading\|Writing" "$OUT/log.txt" | tail -45
+
+# Engines, transformers vs vLLM, on the VL3-7B and -2B shapes (concurrency 1/8/32/64, tokens/s, TTFT, peak memory).
+# Needs a vLLM venv on the GPU machine (`bash scripts/vllm_venv.sh .venv-vllm cuda`: vllm's CUDA wheels come from
+# PyPI, so not on the device tool's offline machine):
+#   ENGINES=1 bash bench/run_gpu_speed.sh
+if [ "${ENGINES:-0}" = 1 ]; then
+  for shape in 2b 7b; do
+    timeout 1500 .venv-vllm/bin/python -m bench.speed_engines --shape "$shape" --concurrency 1,8,32,64 \
+      --threads 8 --out "$OUT/engines-$shape" > "$OUT/engines-$shape.log" 2>&1
+    echo "engines $shape: exit $?"; tail -12 "$OUT/engines-$shape.log"
+  done
+fi

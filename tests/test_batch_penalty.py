@@ -5,22 +5,11 @@ so that answers depend on the input and a wrongly penalised token changes them."
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from videorefer import VideoRefer
+from videorefer.testing.clips import moving_square_clip as square_video
 from videorefer.testing.tiny import build_tiny
-
-
-def square_video(seed: int, frames: int = 10, h: int = 56, w: int = 64):
-    rng = np.random.default_rng(seed)
-    video = rng.integers(0, 255, (frames, h, w, 3), dtype=np.uint8)
-    masks = {}
-    for t in range(frames):
-        mask = np.zeros((h, w), bool)
-        mask[8 + t : 30 + t, 4 + 3 * t : 26 + 3 * t] = True
-        masks[t] = mask
-    return video, masks
 
 
 @pytest.fixture(scope="module", params=["v1", "vl3"])

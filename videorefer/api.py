@@ -101,6 +101,12 @@ class VideoRefer:
         return cls(None, processor, engine=load_engine(engine, str(model_id), processor, **dict(engine_args or {})))
 
     @property
+    def submit_size(self) -> int:
+        """How many questions callers should hand over at once (`ask_batch`): 1 for this process's transformers model
+        (one after another), the engine's for an engine that batches them itself."""
+        return getattr(self.engine, "submit_size", 1)
+
+    @property
     def device(self) -> torch.device:
         return next(p for p in self.model.parameters()).device
 

@@ -58,7 +58,8 @@ def vllm_argv(model: str, ours: argparse.Namespace, rest: Sequence[str]) -> list
     argv = ["--model", model, "--host", ours.host, "--port", str(ours.port),
             "--logits-processors", "videorefer.serving.vllm.penalty:OutputRepetitionPenalty",
             "--limit-mm-per-prompt", json.dumps({"videorefer": 1}),
-            "--generation-config", "vllm"]
+            "--generation-config", "vllm",
+            "--mm-processor-cache-gb", "0"]  # the items' cache key leaves out later turns (engines.vllm._visual_key)
     if not torch.cuda.is_available() and not any(a.startswith("--dtype") for a in rest):
         argv += ["--dtype", "float32"]  # as the in-process engine on a CPU
     return argv + list(rest)

@@ -33,10 +33,12 @@ def _pair(family: str, tmp_path_factory):
     from videorefer import VideoRefer
     from videorefer.testing.tiny import ENGINE_SIZES, build_tiny
 
-    folder = build_tiny(family, tmp_path_factory.mktemp(f"engine-{family}"), initializer_range=0.2, **ENGINE_SIZES)
+    length = 8192 if family == "vl3" else 1024  # VL3's benchmark frames take ~5000 tokens (tests/.../test_bench_engine)
+    folder = build_tiny(family, tmp_path_factory.mktemp(f"engine-{family}"), initializer_range=0.2,
+                        max_position_embeddings=length, **ENGINE_SIZES)
     reference = VideoRefer.from_pretrained(folder, device="cpu")
     reference.reuse_prefix_cache = False
     served = VideoRefer.from_pretrained(folder, engine="vllm",
-                                        engine_args=dict(max_model_len=1024, enforce_eager=True))
+                                        engine_args=dict(max_model_len=length, enforce_eager=True))
     yield reference, served
     served.engine.close()

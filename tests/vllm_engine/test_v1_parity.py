@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_vl3_parity import LOGPROB_TOLERANCE, clip
+from test_vl3_parity import LOGPROB_TOLERANCE
+from videorefer.testing.clips import moving_square_clip as clip
 
 SETTINGS = dict(max_new_tokens=16, min_new_tokens=16, repetition_penalty=1.05)
 
@@ -36,7 +37,7 @@ def test_ids_equal_the_transformers_path(v1_pair, case):
     reference, served = v1_pair
     expected, _ = reference_ids(reference, *cases()[case])
     (output,) = served.engine.outputs([served._request(*cases()[case], None, False)], **SETTINGS)
-    assert list(output.token_ids) == expected
+    assert list(output.outputs[0].token_ids) == expected
 
 
 def test_a_mixed_batch_answers_each_request_as_alone_and_logprobs_match(v1_pair):
@@ -46,13 +47,13 @@ def test_a_mixed_batch_answers_each_request_as_alone_and_logprobs_match(v1_pair)
     model = reference.base_model
     for output, case in zip(together, cases().values()):
         expected, prepared = reference_ids(reference, *case)
-        assert list(output.token_ids) == expected
+        assert list(output.outputs[0].token_ids) == expected
         with torch.no_grad():
             embeds, attention, _, _ = model.prepare_multimodal_inputs(
                 prepared["input_ids"], prepared["attention_mask"], visual_features=prepared["visual_features"],
                 padding_side="left")
             logprobs = torch.log_softmax(model(inputs_embeds=embeds, attention_mask=attention).logits[0, -1], -1)
-        for token, entry in output.logprobs[0].items():
+        for token, entry in output.outputs[0].logprobs[0].items():
             assert abs(entry.logprob - float(logprobs[token])) <= LOGPROB_TOLERANCE
 
 

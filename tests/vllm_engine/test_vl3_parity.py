@@ -9,21 +9,11 @@ import pytest
 import torch
 
 from videorefer.engines import Request
+from videorefer.testing.clips import moving_square_clip as clip
 
 #: float32 on both sides; vLLM's CPU attention and fused kernels sum in another order than transformers' SDPA.
 LOGPROB_TOLERANCE = 1e-4
 SETTINGS = dict(max_new_tokens=16, min_new_tokens=16)
-
-
-def clip(seed: int, frames: int = 10, h: int = 56, w: int = 64):
-    rng = np.random.default_rng(seed)
-    video = rng.integers(0, 255, (frames, h, w, 3), dtype=np.uint8)
-    masks = {}
-    for t in range(frames):
-        mask = np.zeros((h, w), bool)
-        mask[6 + t: 30 + t, 4 + 3 * t: 28 + 3 * t] = True
-        masks[t] = mask
-    return video, masks
 
 
 def cases():
@@ -56,7 +46,7 @@ def test_ids_equal_the_transformers_path(vl3_pair, case):
     reference, served = vl3_pair
     expected, _ = reference_ids(reference, *cases()[case])
     (output,) = served.engine.outputs([served_request(served, *cases()[case])], **SETTINGS)
-    assert list(output.token_ids) == expected
+    assert list(output.outputs[0].token_ids) == expected
 
 
 def test_a_mixed_batch_answers_each_request_as_alone(vl3_pair):
@@ -64,8 +54,9 @@ def test_a_mixed_batch_answers_each_request_as_alone(vl3_pair):
     requests = [served_request(served, *case) for case in cases().values()]
     together = served.engine.outputs(requests, **SETTINGS)
     for request, output, case in zip(requests, together, cases().values()):
-        assert list(output.token_ids) == reference_ids(reference, *case)[0]
-        assert list(served.engine.outputs([request], **SETTINGS)[0].token_ids) == list(output.token_ids)
+        assert list(output.outputs[0].token_ids) == reference_ids(reference, *case)[0]
+        (alone,) = served.engine.outputs([request], **SETTINGS)
+        assert list(alone.outputs[0].token_ids) == list(output.outputs[0].token_ids)
 
 
 def test_first_token_logprobs_match(vl3_pair):
@@ -80,7 +71,7 @@ def test_first_token_logprobs_match(vl3_pair):
             logits = model(inputs_embeds=embeds, attention_mask=attention).logits[0, -1]
         expected = torch.log_softmax(logits.float(), -1)
         (output,) = served.engine.outputs([served_request(served, *case)], logprobs=5, **SETTINGS)
-        first = output.logprobs[0]
+        first = output.outputs[0].logprobs[0]
         assert len(first) >= 5
         for token, entry in first.items():
             assert abs(entry.logprob - float(expected[token])) <= LOGPROB_TOLERANCE
@@ -111,3 +102,14 @@ def test_a_bad_request_is_refused_alone_and_the_engine_keeps_serving(vl3_pair):
     with pytest.raises(ValueError, match="mask"):
         served.ask(video, bad.objects, bad.question)
     assert served.ask(video, good.objects, good.question, **SETTINGS) == answers[1]
+
+
+def test_a_follow_up_reuses_the_conversation_through_prefix_caching(vl3_pair):
+    reference, served = vl3_pair
+    video, masks = clip(5, frames=16, h=112, w=112)
+    objects = [{3: masks[3]}]
+    first = served.ask(video, objects, "What is <object0>?", **SETTINGS)
+    history = [("What is <object0>?", first)]
+    (follow,) = served.engine.outputs([served_request(served, video, objects, "And then?", history)], **SETTINGS)
+    assert follow.num_cached_tokens > 0
+    assert list(follow.outputs[0].token_ids) == reference_ids(reference, video, objects, "And then?", history)[0]

@@ -25,11 +25,12 @@ class VideoReferCaptioner:
     dict; `model_id`: a checkpoint of either family."""
 
     def __init__(self, model_id: str, device: str | None = None, quantization: str | None = None,
-                 max_new_tokens: int = 256, model: Any = None):
+                 max_new_tokens: int = 256, model: Any = None, engine: str = "transformers"):
         if model is None:
             from videorefer import VideoRefer
 
-            model = VideoRefer.from_pretrained(model_id, device=device, quantization=quantization)
+            settings = dict(device=device, quantization=quantization) if engine == "transformers" else {}
+            model = VideoRefer.from_pretrained(model_id, engine=engine, **settings)
         self.model = model
         self.max_new_tokens = max_new_tokens
 

@@ -86,6 +86,7 @@ class ReviewerConfig:
     captioner: str = "DAMO-NLP-SG/VideoRefer-7B"
     captioner_device: str | None = None
     captioner_quantization: str | None = None  # None | 8bit | 4bit
+    captioner_engine: str = "transformers"  # or "vllm" (README: Serving with vLLM; run in .venv-vllm)
     captioner_max_new_tokens: int = 256
 
 

@@ -79,7 +79,7 @@ class Engine:
 
             r = self.config.reviewer
             self._captioner = VideoReferCaptioner(r.captioner, r.captioner_device, r.captioner_quantization,
-                                                  r.captioner_max_new_tokens)
+                                                  r.captioner_max_new_tokens, engine=r.captioner_engine)
         return self._captioner
 
     # ------------------------------------------------------------------------------------------------ running

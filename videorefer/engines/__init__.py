@@ -32,6 +32,8 @@ class Request:
 
 
 class Engine(Protocol):
+    submit_size: int  # how many requests a caller should hand over at once
+
     def answer(self, requests: Sequence[Request], **generation: Any) -> list[str]:
         """Every request's answer, all submitted at once (a refused request raises; see `VideoRefer.ask_batch`)."""
 

@@ -58,19 +58,22 @@ def sampling_params(generation: dict[str, Any], penalty: float, stop_token_ids: 
     return SamplingParams(**params)
 
 
-def _request_key(request: Request) -> str:
-    """A stable key of everything the processor reads (vLLM's caches use it instead of hashing the frames)."""
+def _visual_key(request: Request) -> str:
+    """A stable key of what the item's embeddings depend on: the decoded frames, the objects, and the conversation's
+    first question (it places the video and region tokens, so it sets their order), not the later turns. vLLM keys
+    its encoder cache and the prefix-cache blocks of the item with it, so a follow-up about the same video and objects
+    reuses the visual tokens and the key/value blocks of the conversation so far (its processor cache, which would
+    also hand back the first question's prompt ids, is off)."""
     video = request.video
     digest = hashlib.blake2b(digest_size=16)
     key = source_key(video)
     if key is None:
-        frames = getattr(video, "frames", video)
-        digest.update(np.ascontiguousarray(np.asarray(frames)).data)
-        digest.update(repr(getattr(video, "frame_indices", None)).encode())
+        digest.update(np.ascontiguousarray(np.asarray(getattr(video, "frames", video))).data)
     else:
         digest.update(key.encode())
+    digest.update(repr((getattr(video, "frame_indices", None), getattr(video, "timestamps", None))).encode())
     digest.update(objects_key(request.objects).encode())
-    digest.update(repr((request.question, list(request.history), request.allow_empty_masks)).encode())
+    digest.update((request.history[0][0] if request.history else request.question).encode())
     return digest.hexdigest()
 
 
@@ -91,11 +94,13 @@ def vllm_prompt(placeholder_id: int, request: Request) -> dict[str, Any]:
     from ..serving.vllm.processing import request_prompt
 
     return request_prompt(placeholder_id, request.video, request.objects, request.question, request.history,
-                          request.allow_empty_masks, uuid=_request_key(request))
+                          request.allow_empty_masks, uuid=_visual_key(request))
 
 
 class VLLMEngine:
     """vLLM for one checkpoint of any family the plugin serves. Thread-safe: calls take turns on the engine."""
+
+    submit_size = 256  # questions a caller hands over at once (the benchmarks: written to disk after each group)
 
     def __init__(self, model_id: str | os.PathLike, processor: Any, enable_prefix_caching: bool = True,
                  **llm_args: Any):
@@ -112,6 +117,7 @@ class VLLMEngine:
             self.model_id, enable_prefix_caching=enable_prefix_caching,
             logits_processors=[OutputRepetitionPenalty], limit_mm_per_prompt={MODALITY: 1},
             generation_config="vllm",  # the API's settings, not the checkpoint's sampling defaults
+            mm_processor_cache_gb=0,  # the item's key leaves out the text (see `_visual_key`)
             **llm_args,
         )
         self.repetition_penalty, self.stop_token_ids = generation_settings(self.model_id, processor)
@@ -129,29 +135,41 @@ class VLLMEngine:
         errors = [output for output in outputs if isinstance(output, Exception)]
         if errors and not return_exceptions:
             raise errors[0]
-        return [o if isinstance(o, Exception) else self.processor.decode(list(o.token_ids)) for o in outputs]
+        return [o if isinstance(o, Exception) else self.processor.decode(list(o.outputs[0].token_ids))
+                for o in outputs]
 
     def outputs(self, requests: Sequence[Request], logprobs: int | None = None, **generation: Any) -> list[Any]:
-        """vLLM's `CompletionOutput` of each request (ids; `logprobs` top entries per step when asked), or the
-        exception that refused it."""
+        """vLLM's final `RequestOutput` of each request (`outputs[0].token_ids`; `outputs[0].logprobs`, the top
+        `logprobs` entries per step, when asked; `num_cached_tokens`), or the exception that refused it."""
+        results: list[Any] = [None] * len(requests)
+        for index, output, finished in self.stream_many(requests, logprobs=logprobs, **generation):
+            if finished:
+                results[index] = output
+        return results
+
+    def stream_many(self, requests: Sequence[Request], logprobs: int | None = None,
+                    **generation: Any) -> Iterator[tuple[int, Any, bool]]:
+        """`(index, RequestOutput so far, finished)` each time one of `requests` advances, all of them batched
+        together; a request the processor refuses comes once, finished, as its exception."""
         params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
         params.logprobs = logprobs
-        results: dict[str, Any] = {}
-        order = []
         with self._lock:
             engine = self.llm.llm_engine
-            for request in requests:
+            index_of: dict[str, int] = {}
+            refused: list[tuple[int, Exception]] = []
+            for index, request in enumerate(requests):
                 request_id = f"req-{next(self._ids)}"
-                order.append(request_id)
                 try:
                     engine.add_request(request_id, self.prompt(request), params)
+                    index_of[request_id] = index
                 except Exception as error:  # refused by the processor: this request only
-                    results[request_id] = error
+                    refused.append((index, error))
+            for index, error in refused:
+                yield index, error, True
             while engine.has_unfinished_requests():
                 for output in engine.step():
-                    if output.finished:
-                        results[output.request_id] = output.outputs[0]
-        return [results[request_id] for request_id in order]
+                    if output.request_id in index_of:
+                        yield index_of[output.request_id], output, output.finished
 
     def stream(self, request: Request, stop_event: threading.Event | None = None,
                **generation: Any) -> Iterator[str]:

@@ -42,7 +42,7 @@ def server(vl3_pair, media, tmp_path_factory):
     process = ServerProcess([served.engine.model_id, "--media-root", str(media), "--enforce-eager",
                              "--max-model-len", str(length)], free_port(),
                             tmp_path_factory.mktemp("server") / "server.log")
-    with process.start():
+    with process:  # started, killed at the end
         yield process
 
 
@@ -147,3 +147,21 @@ def test_vllm_routes_stay(server):
     metrics = httpx.get(server.url + "/metrics", timeout=10)
     assert metrics.status_code == 200 and "vllm:" in metrics.text
     assert httpx.get(server.url + "/v1/models", timeout=10).json()["data"]
+
+
+def test_a_prompt_longer_than_the_context_is_refused(vl3_pair, server, client):
+    """More frames than the model's context holds (here: 40 random 448×448 frames, ~10k video tokens, over the
+    server's --max-model-len): vLLM's own validation, answered as a 400 with its message."""
+    from videorefer.video_io import Video
+
+    _, served = vl3_pair
+    length = served.engine.llm.llm_engine.model_config.max_model_len
+    frames = np.random.default_rng(5).integers(0, 255, (40, 448, 448, 3), dtype=np.uint8)
+    video = Video(frames=frames, frame_indices=list(range(40)), total_frames=40, fps=1.0,
+                  timestamps=[float(t) for t in range(40)])
+    mask = np.zeros((448, 448), bool)
+    mask[100:300, 100:300] = True
+    with pytest.raises(RequestRefused, match=f"maximum model length of {length}") as refused:
+        client.ask(video, [{3: mask}], "What is <object0>?", max_tokens=2)
+    assert refused.value.status == 400
+    assert client.ask({"path": "clip.mp4"}, [{3: square(3)}], "What is <object0>?", max_tokens=2)

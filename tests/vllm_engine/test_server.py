@@ -165,3 +165,22 @@ def test_a_prompt_longer_than_the_context_is_refused(vl3_pair, server, client):
         client.ask(video, [{3: mask}], "What is <object0>?", max_tokens=2)
     assert refused.value.status == 400
     assert client.ask({"path": "clip.mp4"}, [{3: square(3)}], "What is <object0>?", max_tokens=2)
+
+
+def test_a_videorefer_7b_server_answers_as_its_in_process_engine(v1_pair, media, tmp_path):
+    """The v1 family on a server of its own (the request processed in the server's front-end process, where the
+    plugin must resolve the vision tower's settings itself)."""
+    from videorefer.engines.remote import connect
+
+    reference, served = v1_pair
+    length = served.engine.llm.llm_engine.model_config.max_model_len
+    clip = str(media / "clip.mp4")
+    objects, question = [{2: square(2)}, {6: square(6)}], "What does <object0> do to <object1>?"
+    expected = served.ask(clip, objects, question, **SETTINGS)
+    assert expected == reference.ask(clip, objects, question, **SETTINGS)
+    with ServerProcess([served.engine.model_id, "--media-root", str(media), "--enforce-eager", "--max-model-len",
+                        str(length)], free_port(), tmp_path / "v1.log") as v1_server:
+        assert VideoReferClient(v1_server.url).ask({"path": "clip.mp4"}, objects, question, **SETTINGS) == expected
+        remote = connect(v1_server.url)
+        assert remote.family_name == "VideoRefer-7B"
+        assert remote.ask(clip, objects, question, **SETTINGS) == expected

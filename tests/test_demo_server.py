@@ -1,16 +1,13 @@
 """The demo on a VideoRefer server (`app.py --server URL`): the page's API unchanged, answers from the server (one tiny
-VL3 server for the module, run by the vLLM venv's python, made by `scripts/vllm_venv.sh` as tests/test_vllm_engine.py
-makes it), 32 concurrent visitors answered as sequentially, and a server killed in the middle of an answer: the visitor
+VL3 server for the session, `tiny_vllm_server` in conftest: run by the vLLM venv's python, shared with the demo API
+suite's on-server run), 32 concurrent visitors answered as sequentially, and a server killed in the middle of an answer: the visitor
 gets a clear message, nothing hangs, and the demo answers again once the server is back."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,30 +23,18 @@ from videorefer.demo.limits import Limits  # noqa: E402
 from videorefer.demo.testing import free_port  # noqa: E402
 from videorefer.testing.server_process import ServerProcess  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV = Path(os.environ.get("VIDEOREFER_VLLM_VENV", ROOT / ".venv-vllm"))
-
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(demo URL, backend, server): the tiny demo (`--tiny --server URL`) on a tiny VL3 server."""
-    if os.environ.get("VIDEOREFER_VLLM_TESTS") == "skip":
-        pytest.skip("VIDEOREFER_VLLM_TESTS=skip")
-    made = subprocess.run(["bash", str(ROOT / "scripts" / "vllm_venv.sh"), str(VENV)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
-    assert made.returncode == 0, f"could not make {VENV}:\n{made.stdout[-3000:]}\n{made.stderr[-3000:]}"
-    folder = tmp_path_factory.mktemp("demo-server")
-    server = ServerProcess(["--tiny", "vl3", "--enforce-eager"], free_port(), folder / "server.log",
-                           python=str(VENV / "bin" / "python"), cwd=ROOT)
-    with server:
-        settings = Settings(tiny="vl3", device="cpu", port=free_port(), detector="none", server=server.url,
-                            limits=Limits(max_file_mb=3, max_seconds=10, scrub_frames=6))
-        backend = load_backend(settings)
-        demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{settings.port}/", backend, server
-        finally:
-            demo.close()
+def served(tiny_vllm_server):
+    """(demo URL, backend, server): the tiny demo (`--tiny --server URL`) on the session's tiny VL3 server."""
+    settings = Settings(tiny="vl3", device="cpu", port=free_port(), detector="none", server=tiny_vllm_server.url,
+                        limits=Limits(max_file_mb=3, max_seconds=10, scrub_frames=6))
+    backend = load_backend(settings)
+    demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{settings.port}/", backend, tiny_vllm_server
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -288,8 +288,13 @@ async def _chat(request: Request) -> Response:
     if chat.stream:
         return StreamingResponse(_events(served, request_id, first, outputs), media_type="text/event-stream")
     final = first
-    async for final in outputs:
-        pass
+    try:
+        async for final in outputs:
+            pass
+    except Exception as error:
+        logger.exception("VideoRefer request %s failed", request_id)
+        return _error(503 if type(error).__name__ == "EngineDeadError" else 500,
+                      "the engine failed during this answer (see the server log)", "server_error")
     answer = final.outputs[0]
     return JSONResponse({
         "id": request_id, "object": "chat.completion", "created": int(time.time()), "model": served.model_name,

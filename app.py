@@ -27,42 +27,43 @@ from videorefer.demo.backend import Backend, Settings, load_backend, parse_setti
 from videorefer.demo.limits import IMAGE_SUFFIXES  # noqa: E402
 from videorefer.demo.handlers import CLICK_LABELS, MODE_LABELS, DemoHandlers  # noqa: E402
 from videorefer.demo.overlay import legend_html  # noqa: E402
+from videorefer.demo.page import CSS, HINT, INSTRUCTIONS, quick_starts, unless_stopped, with_status  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
-INSTRUCTIONS = """
-1. **Upload a video** (or a photo) or pick the example. Move the slider to any frame.
-2. **Point at an object**: click on the frame (positive / negative clicks or two box corners), or paint it in the
-   *Brush* tab, or type its name and press **Find** (e.g. *the rabbit*, *every car*). Each object gets a colour and a
-   tag: `<object0>`, `<object1>`, … Use **New object** for the next one.
-3. **Track** the objects through the video (optional): the tracked masks play below the frame; download the video
-   or the objects (a regions file you can upload later to restore them). Then **ask** about the objects in the
-   chat, e.g. *What is `<object0>` doing?* Removing an object renumbers the later ones, in the chat too.
-"""
-CSS = ".tiny-banner {background:#fff3cd;border:2px solid #e0a800;border-radius:8px;padding:8px 12px;}"
 
 
 def build_demo(backend: Backend) -> gr.Blocks:
-    """The page: video + frame view on the left, objects on the right, chat below; hidden API endpoints."""
+    """The page: title and model; the video and the examples' one-click questions; the frame (left) beside the
+    objects and the chat (right), one column on a phone; folded help, tracked video and downloads; hidden API
+    endpoints."""
     h = DemoHandlers(backend)
     settings = backend.settings
     gpu, answer = backend.concurrency()  # answering has its own group when a server or vLLM batches answers
     with gr.Blocks(title="VideoRefer demo") as demo:
         state = gr.State(None, time_to_live=3600, delete_callback=h.release)
-        gr.Markdown("# VideoRefer — ask about any object in a video")
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=1, min_width=300):
+                gr.Markdown("# VideoRefer — ask about any object in a video", elem_id="title")
+            with gr.Column(scale=1, min_width=300):
+                gr.Markdown(backend.model_card(), elem_id="model-card")
         if backend.tiny:
             gr.Markdown(f"⚠️ **Tiny mode:** {backend.label}. Use it to try the interface.", elem_classes="tiny-banner",
                         elem_id="tiny-banner")
-        else:
-            gr.Markdown(f"Models: `{backend.label}`")
-        gr.Markdown(backend.model_card(), elem_id="model-card")
-        gr.Markdown(INSTRUCTIONS)
-        gr.Markdown(settings.limits.describe(), elem_id="limits")
         with gr.Row():
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, min_width=300):  # the video and its frame
+                with gr.Row(equal_height=True):
+                    video = gr.File(label="Video or image", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif",
+                                                                        *IMAGE_SUFFIXES], type="filepath",
+                                    elem_id="video-upload", height=100, scale=2, min_width=200)
+                    with gr.Column(scale=3, min_width=240, elem_id="quick-starts"):
+                        gr.Markdown("**Examples**: one click to an answer", elem_id="quick-starts-label")
+                        starts = [(start, gr.Button(start.label, size="sm", elem_classes="quick-start"))
+                                  for start in quick_starts()]
+                gr.Markdown(HINT, elem_id="hint")
                 with gr.Tabs():
                     with gr.Tab("Click", id="click-tab"):
                         frame = gr.Image(label="Frame (click on an object)", type="numpy", interactive=False,
-                                         elem_id="frame", buttons=[])
+                                         elem_id="frame", buttons=[], show_label=False)
                     with gr.Tab("Brush", id="brush-tab"):
                         editor = gr.ImageEditor(label="Paint over the object", type="numpy", elem_id="brush",
                                                 brush=gr.Brush(colors=["#ff3366"], color_mode="fixed"),
@@ -70,21 +71,43 @@ def build_demo(backend: Backend) -> gr.Blocks:
                         with gr.Row():
                             refine = gr.Checkbox(value=True, label="Let SAM 2 refine the painted mask")
                             use_brush = gr.Button("Use painted mask")
-                slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, elem_id="frame-slider")
                 caption = gr.Markdown(elem_id="frame-caption")
+                slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, elem_id="frame-slider")
                 with gr.Row():
                     click_mode = gr.Radio(list(CLICK_LABELS), value="Positive click", label="A click adds",
-                                          elem_id="click-mode")
-                    clear = gr.Button("Clear clicks on this frame", size="sm")
-                track = gr.Button("Track objects through the video", variant="primary", elem_id="track")
+                                          elem_id="click-mode", scale=3, min_width=200)
+                    with gr.Column(scale=2, min_width=160):
+                        objects = gr.Dropdown(choices=[], label="Object being edited", elem_id="object-select")
+                        with gr.Row():
+                            new = gr.Button("New object", size="sm", elem_id="new-object", min_width=80)
+                            remove = gr.Button("Remove object", size="sm", variant="stop", min_width=80)
+                with gr.Row():
+                    clear = gr.Button("Clear clicks on this frame", size="sm", min_width=120)
+                    track = gr.Button("Track objects through the video", variant="primary", size="sm",
+                                      elem_id="track", min_width=160)
+            with gr.Column(scale=2, min_width=300):  # the objects and the chat about them
+                legend = gr.HTML(legend_html([], [], None), elem_id="legend")
+                chat = gr.Chatbot(label="Chat", elem_id="chat", height=360)
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask about <object0>, <object1>, …", show_label=False, scale=5,
+                                          elem_id="question", min_width=220)
+                    send = gr.Button("Send", variant="primary", scale=1, elem_id="send", min_width=60)
+                    stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", min_width=60)
+                with gr.Row():
+                    describe = gr.Button("Describe the selected object", size="sm", min_width=120)
+                    relate = gr.Button("How do these objects relate?", size="sm", min_width=120)
+                    clear_chat = gr.Button("Clear chat", size="sm", min_width=80)
+        with gr.Row():  # below the frame and the chat (on a phone: after the chat)
+            with gr.Column(scale=3, min_width=300):
                 with gr.Row(visible=backend.finder is not None):  # Find by name (Grounding DINO + SAM 2.1)
                     find_text = gr.Textbox(label="Find by name", placeholder="the rabbit, every car", scale=3,
-                                           elem_id="find-text")
+                                           elem_id="find-text", min_width=160)
                     find_threshold = gr.Slider(0, 1, value=settings.find_threshold, step=0.01, scale=2,
-                                               label="Detection threshold", elem_id="find-threshold")
-                    find_track = gr.Checkbox(value=False, label="Track them", scale=1, elem_id="find-track")
-                    find = gr.Button("Find", scale=1, elem_id="find")
-                with gr.Accordion("Tracked video and saved regions", open=True):
+                                               label="Detection threshold", elem_id="find-threshold", min_width=160)
+                    find_track = gr.Checkbox(value=False, label="Track them", scale=1, elem_id="find-track",
+                                             min_width=100)
+                    find = gr.Button("Find", scale=1, elem_id="find", min_width=80)
+                with gr.Accordion("Tracked video and saved regions", open=False, elem_id="tracked-panel") as saved_box:
                     tracked = gr.Video(label="Tracked masks", interactive=False, elem_id="tracked-video")
                     with gr.Row():
                         video_file = gr.File(label="Download the video (mp4)", elem_id="tracked-download")
@@ -92,59 +115,61 @@ def build_demo(backend: Backend) -> gr.Blocks:
                         regions_upload = gr.File(label="Restore objects from a regions file", file_types=[".json"],
                                                  type="filepath", elem_id="regions-upload")
                     save = gr.Button("Save the objects as a regions file", size="sm", elem_id="save-regions")
-            with gr.Column(scale=2):
-                video = gr.File(label="Video or image", file_types=[".mp4", ".webm", ".mov", ".avi", ".gif",
-                                                                    *IMAGE_SUFFIXES], type="filepath",
-                                elem_id="video-upload")
-                gr.Examples([[str(path)] for path in sorted(EXAMPLES.glob("*.mp4"))], inputs=[video],
-                            label="Example videos")
-                use_saved = gr.Button("Use saved objects (examples)", size="sm", elem_id="use-saved")
-                gr.Markdown("### Objects")
-                legend = gr.HTML(legend_html([], [], None), elem_id="legend")
-                objects = gr.Dropdown(choices=[], label="Object being edited", elem_id="object-select")
-                with gr.Row():
-                    new = gr.Button("New object", size="sm", elem_id="new-object")
-                    remove = gr.Button("Remove object", size="sm", variant="stop")
-                with gr.Row():
-                    name = gr.Textbox(label="Name", scale=3)
-                    rename = gr.Button("Rename", size="sm", scale=1)
-        gr.Markdown("### Chat")
-        chat = gr.Chatbot(label="Chat", height=360, elem_id="chat")
-        with gr.Row():
-            question = gr.Textbox(placeholder="Ask about <object0>, <object1>, …", show_label=False, scale=5,
-                                  elem_id="question")
-            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
-        with gr.Row():
-            describe = gr.Button("Describe the selected object", size="sm")
-            relate = gr.Button("How do these objects relate?", size="sm")
-            mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees",
-                            info=f"Multi-frame: {backend.region_policy()}.", elem_id="frame-mode")
-            clear_chat = gr.Button("Clear chat", size="sm")
+                with gr.Accordion("How to use", open=False, elem_id="help"):
+                    gr.Markdown(INSTRUCTIONS)
+                    gr.Markdown(settings.limits.describe(), elem_id="limits")
+            with gr.Column(scale=2, min_width=300):
+                with gr.Accordion("More: saved objects, renaming, frames the model sees", open=False):
+                    use_saved = gr.Button("Use saved objects (examples)", size="sm", elem_id="use-saved")
+                    with gr.Row():
+                        name = gr.Textbox(label="Name", scale=3, min_width=140)
+                        rename = gr.Button("Rename", size="sm", scale=1, min_width=80)
+                    mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees",
+                                    info=f"Multi-frame: {backend.region_policy()}.", elem_id="frame-mode")
 
         _api(h, gpu, answer)  # first, so that the API names are not taken by the page's own (private) events
         panel = [frame, caption, legend, objects, name]
-        video.change(h.load, [video, state], [state, slider, editor, chat, *panel], api_visibility="private")
+        load = with_status(h.load, "Decoding the video")
+        loaded = [state, slider, editor, chat, *panel]
+        for trigger in (video.upload, video.clear):  # the examples below set the video themselves
+            trigger(load, [video, state], loaded, api_visibility="private")
+        decode_step = with_status(h.load, "Decoding the video", (1, 3))  # an example's one click: three steps
+        saved_step = with_status(h.add_saved_objects, "Segmenting the saved objects", (2, 3))
+        answer_step = with_status(unless_stopped(h.ask), "Reading the video, then answering", (3, 3))
+        for start, button in starts:
+            button.click(start.fill, None, [video, question], queue=False, api_visibility="private").then(
+                decode_step, [video, state], loaded, api_visibility="private").success(
+                saved_step, [state], [state, slider, editor, *panel], api_visibility="private", **gpu).success(
+                answer_step, [question, mode, state], [chat, question], show_progress_on=chat,
+                api_visibility="private", **gpu)
         slider.change(h.scrub, [slider, state], [editor, *panel], show_progress="hidden", api_visibility="private")
-        frame.select(h.on_click, [slider, click_mode, state], [state, *panel], api_visibility="private", **gpu)
-        use_brush.click(h.on_brush, [editor, slider, refine, state], [state, *panel], api_visibility="private", **gpu)
+        frame.select(with_status(h.on_click, "Segmenting"), [slider, click_mode, state], [state, *panel],
+                     api_visibility="private", **gpu)
+        use_brush.click(with_status(h.on_brush, "Segmenting"), [editor, slider, refine, state], [state, *panel],
+                        api_visibility="private", **gpu)
         new.click(h.add_object, [slider, state], [state, *panel], api_visibility="private")
-        use_saved.click(h.add_saved_objects, [state], [state, slider, editor, *panel], api_visibility="private", **gpu)
+        use_saved.click(with_status(h.add_saved_objects, "Segmenting the saved objects"), [state],
+                        [state, slider, editor, *panel], api_visibility="private", **gpu)
         objects.input(h.choose_object, [objects, slider, state], [state, *panel], api_visibility="private")
         rename.click(h.rename, [name, slider, state], [state, *panel, chat], api_visibility="private")
         remove.click(h.remove, [slider, state], [state, *panel, chat], api_visibility="private")
         clear.click(h.clear_clicks, [slider, state], [state, *panel], api_visibility="private", **gpu)
-        track.click(h.track, [slider, state], [state, *panel, tracked, video_file, regions_file],
-                    api_visibility="private", **gpu)
+        tracking = track.click(h.track, [slider, state], [state, *panel, tracked, video_file, regions_file],
+                               api_visibility="private", **gpu)
+        tracking.success(lambda: gr.Accordion(open=True), None, saved_box, queue=False,  # the tracked video is there
+                         api_visibility="private")
         save.click(h.save_regions, [state], [regions_file], api_visibility="private")
         regions_upload.upload(h.restore_regions, [regions_upload, slider, state], [state, *panel, tracked, video_file],
                               api_visibility="private")
         for trigger in (find.click, find_text.submit):
             trigger(h.on_find, [find_text, find_threshold, find_track, slider, state], [state, *panel],
                     api_visibility="private", **gpu)
+        ask = with_status(h.ask, "Reading the video, then answering")
         for trigger in (send.click, question.submit):
-            trigger(h.ask, [question, mode, state], [chat, question], api_visibility="private", **answer)
-        describe.click(h.describe, [mode, state], [chat, question], api_visibility="private", **answer)
+            trigger(ask, [question, mode, state], [chat, question], show_progress_on=chat, api_visibility="private",
+                    **answer)
+        describe.click(with_status(h.describe, "Reading the video, then describing"), [mode, state],
+                       [chat, question], show_progress_on=chat, api_visibility="private", **answer)
         stop.click(h.stop, [state], None, queue=False, api_visibility="private")  # ends generation, keeps the text
         demo.unload(h.unload)  # a visitor leaving stops their answer and frees their GPU memory
         relate.click(h.relate_question, [state], [question], api_visibility="private")

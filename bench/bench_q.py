@@ -4,7 +4,10 @@ Usage::
 
     python -m bench.bench_q run --model PATH --bench-dir eval/VideoRefer-Bench-Q --output preds_q.jsonl \
         [--mode single|multi] [--num-frames N] [--shard 0/4] [--answer-fn module:function]
-    python -m bench.bench_q score preds_q.jsonl [more shard files ...]
+    python -m bench.bench_q score preds_q.jsonl [more shard files ...] [--question-file F] [--output score.json]
+
+``score`` refuses predictions of different runs (model, protocol, mode, frames), names benchmark items without a
+prediction (and missing shards), reports ids answered twice and counts the answers without an option letter.
 
 Prompt, frames and answer parsing follow the official evaluation of the loaded model's family character for
 character (``videorefer.bench_protocol``: VideoRefer-7B's ``inference_videorefer_q_bench.py`` /
@@ -18,10 +21,9 @@ import re
 import sys
 from pathlib import Path
 
-from bench.common import (DEFAULT_PROTOCOL, AnswerFn, answer_items, load_bench_json, read_predictions, run_command,
-                          runner_parser)
+from bench.common import DEFAULT_PROTOCOL, AnswerFn, answer_items, load_bench_json, run_command, runner_parser
+from bench.scoring import ScoredRun, read_run, write_score_file
 from videorefer.bench_protocol import BENCH_Q_SUFFIX, BenchProtocol
-from videorefer.data.jsonl import latest_by_id
 
 QUESTION_FILE = "VideoRefer-Bench-Q.json"
 REQUIRED_FIELDS = {
@@ -35,6 +37,7 @@ REQUIRED_FIELDS = {
     "annotation": list,
 }
 ANSWER_SUFFIX = BENCH_Q_SUFFIX
+JUDGE = "official Bench-Q letter matching"
 TYPES = ["Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions"]
 
@@ -97,6 +100,15 @@ def parse_answer(pred: str) -> str | None:
     return rest[0] if rest else None
 
 
+def has_option_letter(pred: str) -> bool:
+    """Whether a prediction names an option letter (A-H; Bench-Q items have at most 5 options): ``(X)``, ``X)``, or
+    the letter standing alone at its start (``B``, ``B.``, ``B: ...``). Others are unparsable: the official rule
+    still reads their first character (``I cannot tell`` is option I to it)."""
+    text = pred.strip()
+    return bool(re.search(r"\(([A-H])\)", text) or re.search(r"([A-H])\)", text)
+                or re.match(r"[A-H](?![A-Za-z0-9])", text))
+
+
 def parse_ground_truth(answer: str) -> str:
     """The letter of an official ``Answer`` such as ``"(A) A helmet"`` (the whole string if it has no ``(X)``)."""
     match = re.search(r"\(([A-Z])\)", answer)
@@ -123,42 +135,53 @@ def score(records: list[dict]) -> dict[str, tuple[int, int]]:
     return result
 
 
-def format_table(result: dict[str, tuple[int, int]], mode: str | None) -> str:
-    """Accuracy per type beside the published rows of both families; the last line is ``overall: X``."""
+def format_table(result: dict[str, tuple[int, int]], mode: str | None, run: ScoredRun | None = None,
+                 unparsable: int | None = None) -> str:
+    """Accuracy per type beside the published rows of both families, the run it scores and what is wrong with the
+    set (missing items, duplicates, unparsable answers); the last line is ``overall: X``."""
     def cell(value: float | None) -> str:
         return f"{value:>10.1f}" if value is not None else f"{'-':>10}"
 
     types = [t for t in TYPES if t in result] + sorted(t for t in result if t not in TYPES and t != "overall")
-    lines = [f"VideoRefer-Bench-Q (mode: {mode or 'unknown'})",
+    settings = run.settings if run else {}
+    lines = [f"VideoRefer-Bench-Q (mode: {mode or 'unknown'}; model: {settings.get('model') or 'unknown'}; "
+             f"protocol: {settings.get('protocol') or 'unknown'}; judge: {JUDGE})",
              f"{'type':<24}{'n':>6}{'right':>7}{'ours':>7}" + "".join(f"{c:>10}" for c in PUBLISHED_COLUMNS.values())]
     for name in types + ["overall"]:
         right, total = result[name]
         lines.append(f"{name:<24}{total:>6}{right:>7}{100 * right / total:>7.1f}"
                      + "".join(cell(PUBLISHED[row].get(name)) for row in PUBLISHED_COLUMNS))
     lines.append(PUBLISHED_NOTE)
+    lines += [f"WARNING: {line}" for line in (run.warnings() if run else [])]
     right, total = result["overall"]
+    if unparsable is not None:
+        lines.append(f"unparsable answers: {unparsable} of {total} (no option letter; the official rule reads their "
+                     "first character)")
     lines.append(f"overall: {100 * right / total:.1f}")
     return "\n".join(lines)
 
 
-def score_files(paths: list[str]) -> str:
-    """Merge prediction files (e.g. shards), keep one record per id, and format the table."""
-    records = read_predictions(paths)
-    if all("id" in r for r in records):
-        records = list(latest_by_id(records).values())
-    if not records:
-        raise ValueError(f"no predictions in {paths}")
-    modes = sorted({str(r.get("mode")) for r in records if r.get("mode")})
-    return format_table(score(records), "/".join(modes) if modes else None)
+def score_files(paths: list[str], question_file: str | None = None, output: str | None = None) -> str:
+    """Score prediction files of one run (e.g. its shards; ``bench.scoring.read_run`` refuses mixed runs and finds
+    missing items) and format the table; ``output``: also write a JSON score file."""
+    run = read_run(paths, "pred", question_file)
+    result = score(run.records)
+    unparsable = sum(not has_option_letter(r["pred"]) for r in run.records)
+    if output:
+        accuracy = {name: {"right": right, "total": total, "accuracy": round(100 * right / total, 2)}
+                    for name, (right, total) in result.items()}
+        write_score_file(output, "VideoRefer-Bench-Q", run, JUDGE, paths,
+                         {"accuracy": accuracy, "unparsable": unparsable})
+    return format_table(result, run.settings.get("mode"), run, unparsable)
 
 
 # -------------------------------------------------------------------------------------------------------- runner
 def run_bench_q(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
-                mode: str = "single", num_frames: int | None = None) -> int:
+                mode: str = "single", num_frames: int | None = None, question_file: str | Path | None = None) -> int:
     """Answer every item not yet in ``output`` (JSONL, one record per line, official fields plus id/mode) with the
     answer function's official protocol (its Bench-Q question and frames; ``num_frames`` overrides the count)."""
     return answer_items(items, video_root, output, answer_fn, build_bench_q_prompt, ("Answer", "type"), "bench_q",
-                        "question", mode, num_frames)
+                        "question", mode, num_frames, question_file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,14 +189,21 @@ def main(argv: list[str] | None = None) -> None:
                                 "answer the questions")
     score_parser = sub.add_parser("score", help="accuracy per type from predictions JSONL")
     score_parser.add_argument("predictions", nargs="+")
+    score_parser.add_argument("--question-file", help="the benchmark JSON whose items must all be answered "
+                              "(default: the one the predictions recorded)")
+    score_parser.add_argument("--output", help="also write the scores, with the run they score, to this JSON file")
     args = parser.parse_args(argv)
 
     if args.command == "score":
-        print(score_files(args.predictions))
+        try:
+            print(score_files(args.predictions, args.question_file, args.output))
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
         return
-    items = load_bench_q(args.question_file or Path(args.bench_dir) / QUESTION_FILE)
+    question_file = args.question_file or Path(args.bench_dir) / QUESTION_FILE
+    items = load_bench_q(question_file)
     run_command(args, items, args.video_folder or args.bench_dir, run_bench_q, "bench_q",
-                "score with: python -m bench.bench_q score {output}")
+                "score with: python -m bench.bench_q score {output}", question_file)
 
 
 if __name__ == "__main__":

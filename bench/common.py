@@ -1,5 +1,5 @@
 """Shared plumbing for the VideoRefer-Bench runners: the official JSON files, the resumable runner, the ``run``
-command both runners share, and the default answer function.
+command both runners share; the default answer function is in ``bench.answer_fn`` (re-exported here).
 
 Resumable JSONL and sharding live in ``videorefer.data`` (the data engine uses them too). The runners take an
 ``answer_fn``; only the default one (``videorefer_answer_fn``) loads a model, and only when it is built.
@@ -8,17 +8,20 @@ Resumable JSONL and sharding live in ``videorefer.data`` (the data engine uses t
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from videorefer.bench_protocol import VIDEOREFER_7B_PROTOCOL, BenchProtocol, FrameSampling
+from videorefer.bench_protocol import BenchProtocol, FrameSampling
 from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
 from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
+from videorefer.testing.tiny import TINY_FAMILIES
+
+from bench.answer_fn import (  # noqa: F401  (re-exported: runners and tests import them from here)
+    DEFAULT_PROTOCOL, VideoReferAnswerFn, annotation_to_model_objects, load_answer_fn, videorefer_answer_fn,
+)
 
 #: ``answer_fn(video_path_or_folder, annotation, question, mode, num_frames) -> str``. ``annotation`` is the item's
 #: official annotation list ``[{"<frame>": {"segmentation": RLE | polygon | None}}, ...]`` (one dict per object, in
@@ -28,8 +31,8 @@ from videorefer.data.sharding import parse_shard, shard_items, shard_output_path
 #: cap); one without gets VideoRefer-7B's (8 frames sampled uniformly).
 AnswerFn = Callable[..., str]
 
-DEFAULT_PROTOCOL = VIDEOREFER_7B_PROTOCOL
 OFFICIAL_NUM_FRAMES = DEFAULT_PROTOCOL.question_frames.num_frames  # VideoRefer-7B's official eval: 8 (trained on 16)
+TINY_MAX_NEW_TOKENS = 32  # a random tiny model rarely stops by itself: keep its answers short
 
 
 # --------------------------------------------------------------------------------------------- official bench JSON
@@ -133,7 +136,7 @@ def run_resumable(
     """
     existing = latest_by_id(read_jsonl(output))
     for key, value in (settings or {}).items():
-        other = {record.get(key) for record in existing.values()} - {value}
+        other = {record[key] for record in existing.values() if key in record} - {value}
         if other:
             raise ValueError(f"{output} holds results with {key}={sorted(map(str, other))}, but this run uses "
                              f"{key}={value}; use another --output (or the same settings) to resume")
@@ -155,8 +158,25 @@ def run_resumable(
             count = first + len(group)
             if size > 1 or count % 10 == 0 or count == len(pending):
                 rate = count / max(time.monotonic() - start, 1e-9)
-                print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s)", flush=True)
+                print(f"[{label}] {count}/{len(pending)} ({rate:.2f} items/s, ETA "
+                      f"{_duration((len(pending) - count) / rate)})", flush=True)
     return len(pending)
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def answer_fn_name(answer_fn: AnswerFn) -> str:
+    """The model a prediction file records: the answer function's ``name``, else its ``module:function``."""
+    name = getattr(answer_fn, "name", None)
+    if name:
+        return str(name)
+    return f"{getattr(answer_fn, '__module__', '?')}:{getattr(answer_fn, '__qualname__', type(answer_fn).__name__)}"
 
 
 def answer_protocol(answer_fn: AnswerFn) -> BenchProtocol:
@@ -180,10 +200,11 @@ def task_sampling(answer_fn: AnswerFn, task: str, num_frames: int | None, label:
 
 def answer_items(items: list[dict], video_root: str | Path, output: str | Path, answer_fn: AnswerFn,
                  prompt: Callable[[dict, BenchProtocol], str], kept_fields: tuple[str, ...], label: str, task: str,
-                 mode: str = "single", num_frames: int | None = None) -> int:
+                 mode: str = "single", num_frames: int | None = None, question_file: str | Path | None = None) -> int:
     """Answer ``prompt(item, protocol)`` about every item not yet in ``output`` on the frames of ``task`` under the
     answer function's protocol (``num_frames`` overrides its frame count); each record keeps ``id``, ``video`` and
-    ``kept_fields`` of the item, plus ``pred``, ``mode``, ``num_frames`` (and ``fps`` for time-based sampling).
+    ``kept_fields`` of the item, plus ``pred``, the run's ``model``, ``protocol``, ``mode``, ``num_frames`` (and
+    ``fps`` for time-based sampling) and ``question_file`` (the benchmark the scorer checks completeness against).
     Returns the number of new records."""
     check_videos(items, video_root)
     protocol = answer_protocol(answer_fn)
@@ -196,27 +217,22 @@ def answer_items(items: list[dict], video_root: str | Path, output: str | Path, 
 
     def record(item: dict, pred: str) -> dict:
         return {"id": item["id"], "video": item["video"], **{name: item[name] for name in kept_fields},
-                "pred": pred, "mode": mode, "num_frames": sampling.num_frames, **fps}
+                "pred": pred, **run, **fps, **source}
 
     def predict_many(group: list[dict]) -> list[dict]:  # an answer function that submits many at once
         return [record(item, pred) for item, pred in zip(group, answer_fn.answer_many([call(i) for i in group], **fps))]
 
-    settings = {"mode": mode, "num_frames": sampling.num_frames, "fps": sampling.fps}
+    run = {"model": answer_fn_name(answer_fn), "protocol": protocol.name, "mode": mode,
+           "num_frames": sampling.num_frames}
+    source = {"question_file": str(question_file)} if question_file else {}
+    settings = {**run, "fps": sampling.fps}
     return run_resumable(items, output, lambda item: record(item, answer_fn(*call(item), **fps)), label=label,
                          settings=settings, predict_many=predict_many if hasattr(answer_fn, "answer_many") else None,
                          chunk=getattr(answer_fn, "submit_size", 1))
 
 
-def read_predictions(paths: list[str]) -> list[dict]:
-    """All records of several prediction files (e.g. one per shard), in order; every file must exist."""
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"predictions file not found: {path}")
-    return [record for path in paths for record in read_jsonl(path)]
-
-
 # ------------------------------------------------------------------------------------------ the `run` subcommand
-#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N) -> new records``
+#: ``runner(items, video_root, output, answer_fn, mode=..., num_frames=None | N, question_file=...) -> new records``
 Runner = Callable[..., int]
 
 
@@ -251,6 +267,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, question_file: str) -> No
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine: GPUs per model replica")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="VideoRefer checkpoint (path or Hub id) for the default answer function")
+    model.add_argument("--tiny", nargs="?", const=TINY_FAMILIES[0], choices=TINY_FAMILIES,
+                       help="a random tiny model built in code (offline; vl3 or v1, default vl3): checks the path, "
+                            f"answers are gibberish ({TINY_MAX_NEW_TOKENS} new tokens unless --max-new-tokens)")
     model.add_argument("--answer-fn", help="module:function with the answer_fn signature (other models, tests)")
 
 
@@ -267,130 +286,29 @@ def prepare_run(args: argparse.Namespace, items: list[dict]) -> tuple[list[dict]
     if args.answer_fn:
         answer_fn = load_answer_fn(args.answer_fn)
     else:
-        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+        model, max_new_tokens = args.model, args.max_new_tokens
+        if args.tiny:
+            from videorefer.testing.tiny import tiny_checkpoint
+
+            model, max_new_tokens = str(tiny_checkpoint(args.tiny)), max_new_tokens or TINY_MAX_NEW_TOKENS
+        generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
         engine = {} if args.engine == "transformers" else {
             "engine": args.engine, "engine_args": {"tensor_parallel_size": args.tensor_parallel_size}}
-        answer_fn = videorefer_answer_fn(args.model, generation=generation, **engine)
+        answer_fn = videorefer_answer_fn(model, generation=generation, **engine)
+        if args.tiny:
+            answer_fn.name = f"tiny-{args.tiny}"
     return items, output, answer_fn
 
 
 def run_command(args: argparse.Namespace, items: list[dict], video_root: str | Path, runner: Runner, label: str,
-                next_step: str) -> Path:
+                next_step: str, question_file: str | Path | None = None) -> Path:
     """The ``run`` subcommand of a runner: check the videos, shard, build the answer function, answer every item not
     yet done, and say where the predictions are and ``next_step`` (``{output}`` is filled in). Returns the output."""
     check_videos(items, video_root)  # before loading a 7B model
     items, output, answer_fn = prepare_run(args, items)
-    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=args.num_frames)
+    runner(items, video_root, output, answer_fn, mode=args.mode, num_frames=args.num_frames,
+           question_file=question_file)
     if hasattr(answer_fn, "summary"):
         print(f"[{label}] {answer_fn.summary()}")
     print(f"[{label}] predictions in {output}; {next_step.format(output=output)}")
     return output
-
-
-# -------------------------------------------------------------------------------------------------- answer fns
-def load_answer_fn(spec: str) -> AnswerFn:
-    """Import ``"package.module:function"`` (used by ``--answer-fn`` to evaluate other models or test doubles)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"--answer-fn must look like 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module_name), attr)
-
-
-def annotation_to_model_objects(annotation: list, height: int, width: int, total_frames: int) -> tuple[list, int]:
-    """Decode an official annotation for the model; a null segmentation becomes an all-zero mask, as officially.
-
-    The official inference scripts keep every annotated frame and feed ``np.zeros((h, w))`` where the segmentation
-    is ``null`` (the object's pooled feature on that frame is then zero); ``videorefer.regions.annotation_to_objects``
-    leaves such frames out, so they are put back here. Returns ``(objects, number of empty masks)``.
-    """
-    import numpy as np
-    from videorefer.regions import annotation_to_objects
-
-    objects = annotation_to_objects(annotation, height=height, width=width, num_frames=total_frames)
-    empty = 0
-    for obj, per_frame in zip(objects, annotation):
-        for key in per_frame:
-            frame = int(key)
-            if frame not in obj:
-                obj[frame] = np.zeros((height, width), dtype=bool)
-            if not obj[frame].any():
-                empty += 1
-    return [dict(sorted(obj.items())) for obj in objects], empty
-
-
-class VideoReferAnswerFn:
-    """The default ``answer_fn``: our ``videorefer`` package (its processor and region encoder), loaded once.
-
-    Its ``protocol`` is the loaded family's official one (``processor.bench_protocol``): the runners write the
-    questions and pick the frames by it. The prompt is passed verbatim; the i-th ``<region>`` is the i-th object of
-    ``annotation``. Single/multi mode is already applied to ``annotation`` by the runner (single: only the
-    ``frame_idx`` mask), so the model sees exactly the masks it should. Items whose masks include an empty one
-    (null in the official data) are answered with ``allow_empty_masks=True`` and counted in ``empty_mask_items``.
-    """
-
-    def __init__(self, model: Any, **generation: Any):
-        self.model = model  # a videorefer.VideoRefer
-        self.generation = generation
-        self.empty_mask_items = 0
-        self._decoded: tuple[tuple, Any] | None = None  # the last decoded video (questions come grouped by video)
-
-    @classmethod
-    def from_pretrained(cls, model_path: str, generation: dict | None = None, **load_kwargs: Any) -> VideoReferAnswerFn:
-        from videorefer import VideoRefer  # lazy: scoring and judging do not load a model
-
-        return cls(VideoRefer.from_pretrained(model_path, **load_kwargs), **(generation or {}))
-
-    @property
-    def protocol(self) -> BenchProtocol:
-        """The loaded family's official benchmark protocol."""
-        return getattr(self.model.processor, "bench_protocol", DEFAULT_PROTOCOL)
-
-    def load_video(self, video_path: str, frames_needed: list[int], sampling: FrameSampling) -> Any:
-        """The family's frames of ``video_path`` under ``sampling`` plus ``frames_needed``; the last one is kept."""
-        import dataclasses
-
-        key = (video_path, tuple(frames_needed), sampling)
-        if self._decoded is not None and self._decoded[0] == key:
-            return self._decoded[1]
-        video = self.model.processor.load_video(video_path, frames_needed, **sampling.load_video_kwargs())
-        if video.key is not None:  # the API caches by this key: the same file sampled otherwise is another video
-            video = dataclasses.replace(video, key=f"{video.key}|{sampling}")
-        self._decoded = (key, video)
-        return video
-
-    def _inputs(self, video_path: str, annotation: list, num_frames: int, fps: float | None) -> tuple[Any, list, int]:
-        from videorefer.video_io import video_info
-
-        total, _fps, height, width = video_info(video_path)
-        objects, empty = annotation_to_model_objects(annotation, height, width, total)
-        if empty:
-            self.empty_mask_items += 1
-            print(f"[bench] {video_path}: {empty} empty/null mask(s), fed as zero masks (official behaviour)",
-                  file=sys.stderr)
-        frames_needed = sorted({frame for obj in objects for frame in obj})
-        return self.load_video(video_path, frames_needed, FrameSampling(num_frames, fps)), objects, empty
-
-    def __call__(self, video_path: str, annotation: list, question: str, mode: str, num_frames: int,
-                 fps: float | None = None) -> str:
-        video, objects, empty = self._inputs(video_path, annotation, num_frames, fps)
-        return self.model.ask(video, objects, question, allow_empty_masks=empty > 0, **self.generation)
-
-    @property
-    def submit_size(self) -> int:
-        """How many items the model takes at once (1: one after another; an engine that batches: many)."""
-        return getattr(self.model, "submit_size", 1)
-
-    def answer_many(self, calls: list[tuple], fps: float | None = None) -> list[str]:
-        """``__call__``'s answers for many ``(video_path, annotation, question, mode, num_frames)``, submitted at once."""
-        inputs = [(*self._inputs(path, annotation, num_frames, fps), question)
-                  for path, annotation, question, _mode, num_frames in calls]
-        return self.model.ask_batch([(video, objects, question) for video, objects, _, question in inputs],
-                                    allow_empty_masks=any(empty for _, _, empty, _ in inputs), **self.generation)
-
-    def summary(self) -> str:
-        return f"{self.empty_mask_items} item(s) had an empty or null mask (fed as a zero mask, as officially)"
-
-
-def videorefer_answer_fn(model_path: str, **load_kwargs: Any) -> VideoReferAnswerFn:
-    """Load ``videorefer.VideoRefer`` once and return the default answer function (see ``VideoReferAnswerFn``)."""
-    return VideoReferAnswerFn.from_pretrained(model_path, **load_kwargs)

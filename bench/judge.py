@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from bench.scoring import RUN_FIELDS
 from videorefer.data.jsonl import JsonlWriter, latest_by_id, read_jsonl
 from videorefer.data.chat_client import ChatClient, ChatError
 
@@ -169,8 +170,9 @@ def judge_predictions(predictions: list[dict], output: str, client: JudgeClient,
         for future in as_completed(futures):  # only this thread writes, so lines never interleave
             prediction = futures[future]
             verdict = future.result()  # judge() turns failed calls into {"error": ...}; anything else is a bug
+            run = {key: prediction[key] for key in (*RUN_FIELDS, "question_file") if key in prediction}
             record = {"id": prediction["id"], "video": prediction.get("video"), "caption": prediction["caption"],
-                      "pred": prediction["pred"], "judge_model": client.model, **verdict}
+                      "pred": prediction["pred"], **run, "judge_model": client.model, **verdict}
             if "scores" in verdict:
                 record.update(verdict["scores"])  # top-level fields, as the official 3.analyze_score.py reads them
                 counts["judged"] += 1

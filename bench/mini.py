@@ -25,18 +25,17 @@ import time
 from pathlib import Path
 
 from bench import bench_d, bench_q
-from bench.common import VideoReferAnswerFn
+from bench.common import TINY_MAX_NEW_TOKENS, VideoReferAnswerFn
 from bench.judge import JudgeClient, judge_predictions
 from bench.local_judge import MODEL_NAME as JUDGE_MODEL
 from bench.local_judge import local_judge
-from videorefer.data.jsonl import read_jsonl
-from videorefer.testing.tiny import TINY_FAMILIES, build_tiny
+from bench.scoring import read_run
+from videorefer.testing.tiny import TINY_FAMILIES, tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VIDEO = REPO_ROOT / "examples" / "bigbuckbunny.mp4"
 EXAMPLE_REGIONS = REPO_ROOT / "examples" / "bigbuckbunny.regions.json"
 CONFIG_FILE = "mini_config.json"
-TINY_MAX_NEW_TOKENS = 32  # a random model rarely stops by itself; 32 tokens keeps the CI run short
 
 # Hand-written items about the example clip (saved object 0: the bunny, 1: the rock slab; masks on frame 60):
 # (type, question, options, answer, saved objects in the order of the <region> tags). As in the official data, the
@@ -115,16 +114,16 @@ def check_config(out_dir: Path, config: dict) -> None:
 # ------------------------------------------------------------------------------------------------------- the run
 def load_answer_fn(out_dir: Path, model: str | None, tiny: str | None,
                    max_new_tokens: int | None) -> VideoReferAnswerFn:
-    """The default answer function on ``model``, or on a random tiny model of family ``tiny`` written to
-    ``OUT_DIR/tiny-<family>``."""
+    """The default answer function on ``model``, or on the random tiny model of family ``tiny``
+    (``videorefer.testing.tiny.tiny_checkpoint``, built once)."""
     if tiny:
-        path = out_dir / f"tiny-{tiny}"
-        if not (path / "config.json").is_file():
-            build_tiny(tiny, path, seed=0)
-        model = str(path)
+        model = str(tiny_checkpoint(tiny))
         max_new_tokens = max_new_tokens or TINY_MAX_NEW_TOKENS
     generation = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    return VideoReferAnswerFn.from_pretrained(model, generation=generation)
+    answer_fn = VideoReferAnswerFn.from_pretrained(model, generation=generation)
+    if tiny:
+        answer_fn.name = f"tiny-{tiny}"
+    return answer_fn
 
 
 def run_mini(out_dir: str | Path, model: str | None = None, tiny: str | None = None, videos: int = 6,
@@ -152,18 +151,21 @@ def run_mini(out_dir: str | Path, model: str | None = None, tiny: str | None = N
     tables: dict[str, str] = {}
     for mode in modes:
         preds = out_dir / f"preds_q_{mode}.jsonl"
-        bench_q.run_bench_q(q_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames)
+        bench_q.run_bench_q(q_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames,
+                            question_file=q_path)
         tables[f"q_{mode}"] = bench_q.score_files([str(preds)])
     with local_judge() as judge_url:
         client = JudgeClient(url=judge_url, model=JUDGE_MODEL, timeout=30, retries=2, backoff=0.1)
         for mode in modes:
             preds, scores = out_dir / f"preds_d_{mode}.jsonl", out_dir / f"scores_d_{mode}.jsonl"
-            bench_d.run_bench_d(d_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames)
+            bench_d.run_bench_d(d_items, out_dir, preds, answer_fn, mode=mode, num_frames=num_frames,
+                                question_file=d_path)
             counts = judge_predictions(bench_d.latest_predictions([str(preds)]), str(scores), client, workers=2)
             if counts["errors"]:
                 raise RuntimeError(f"the local judge failed on {counts['errors']} item(s); see {scores}")
-            summary = bench_d.summarize(read_jsonl(scores))
-            tables[f"d_{mode}"] = bench_d.format_table(summary, label=f"ours, {mode} (TEST judge)")
+            run = read_run([str(scores)], "scores")
+            tables[f"d_{mode}"] = bench_d.format_table(bench_d.summarize(run.records),
+                                                       label=f"ours, {mode} (TEST judge)", run=run)
     print(f"[mini] {answer_fn.summary()}")
     print(f"[mini] done in {time.monotonic() - start:.0f} s; outputs in {out_dir}")
     return tables

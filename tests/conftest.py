@@ -18,8 +18,22 @@ torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 if importlib.util.find_spec("vllm") is None:
-    collect_ignore = ["vllm"]  # the engine's tests run in their own venv: tests/test_vllm_engine.py starts them
+    collect_ignore = ["vllm_engine"]  # run in their own venv, started by tests/test_vllm_engine.py
 OFFICIAL_TINY = FIXTURES / "official-tiny"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_models_in_a_temporary_folder(tmp_path_factory):
+    """`--tiny` on a command line builds its model once into $VIDEOREFER_TINY_DIR: a fresh folder per session."""
+    from videorefer.testing.tiny import TINY_DIR_ENV
+
+    saved = os.environ.get(TINY_DIR_ENV)
+    os.environ[TINY_DIR_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
+    yield
+    if saved is None:
+        os.environ.pop(TINY_DIR_ENV, None)
+    else:
+        os.environ[TINY_DIR_ENV] = saved
 
 
 @pytest.fixture(scope="session")

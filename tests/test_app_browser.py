@@ -62,6 +62,25 @@ def _frame_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator("#frame img").screenshot())).convert("RGB"), dtype=np.int16)
 
 
+def _watch_the_answer(page) -> None:
+    """Record the length of the chat's last answer each time the chat changes (`window.__answerLengths`)."""
+    page.evaluate("""() => {
+        window.__answerLengths = [];
+        new MutationObserver(() => {
+            const bots = document.querySelectorAll('#chat .message.bot, #chat [data-testid="bot"]');
+            if (bots.length) window.__answerLengths.push(bots[bots.length - 1].innerText.length);
+        }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
+    }""")
+
+
+def _assert_the_answer_streams(page) -> None:
+    """The answer watched by `_watch_the_answer` appeared and grew in at least two steps."""
+    page.wait_for_function("() => window.__answerLengths.filter(n => n > 1).length > 0", timeout=60_000)
+    page.wait_for_timeout(2000)
+    lengths = page.evaluate("() => window.__answerLengths")
+    assert len({n for n in lengths if n > 1}) >= 2, f"the answer did not stream: {lengths}"
+
+
 def test_upload_click_ask_in_a_real_browser(server, tmp_path):
     server, log, tiny_family = server
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -87,20 +106,11 @@ def test_upload_click_ask_in_a_real_browser(server, tmp_path):
             blue = np.array([31, 119, 180])  # <object0>'s outline colour
             assert (np.abs(after - blue).sum(-1) < 40).sum() > 50
 
-            page.evaluate("""() => {
-                window.__answerLengths = [];
-                new MutationObserver(() => {
-                    const bots = document.querySelectorAll('#chat .message.bot, #chat [data-testid="bot"]');
-                    if (bots.length) window.__answerLengths.push(bots[bots.length - 1].innerText.length);
-                }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
-            }""")
+            _watch_the_answer(page)
             page.locator("#question textarea").fill("What is <object0> doing?")
             page.locator("#send").click()
             sync_api.expect(page.locator("#chat")).to_contain_text("<object0>", timeout=60_000)
-            page.wait_for_function("() => window.__answerLengths.filter(n => n > 1).length > 0", timeout=60_000)
-            page.wait_for_timeout(2000)
-            lengths = page.evaluate("() => window.__answerLengths")
-            assert len({n for n in lengths if n > 1}) >= 2, f"the answer did not stream: {lengths}"
+            _assert_the_answer_streams(page)
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'demo.png'}")
             assert (tmp_path / "demo.png").stat().st_size > 10_000
@@ -191,7 +201,10 @@ def _first_frame_png() -> bytes:
 def _track_watch_and_round_trip_the_regions(page, sync_api, tmp_path) -> None:
     """Track: the tracked-mask video plays in the browser. Download the regions, remove the object, upload the file:
     the object comes back. A regions file of another video is refused with a message."""
+    expect_folded = page.locator("#tracked-video")
+    sync_api.expect(expect_folded).to_be_hidden()  # folded until there is a tracked video
     page.locator("#track").click()
+    sync_api.expect(expect_folded).to_be_visible(timeout=120_000)  # opened by itself when tracking finishes
     video = page.locator("#tracked-video video")
     sync_api.expect(video).to_have_count(1, timeout=120_000)
     page.wait_for_function("""() => {
@@ -236,3 +249,86 @@ def _track_watch_and_round_trip_the_regions(page, sync_api, tmp_path) -> None:
     page.locator("#regions-upload button[aria-label='Clear']").first.click()
     page.locator("#regions-upload input[type=file]").set_input_files(str(other))
     sync_api.expect(page.get_by_text("is for a 64×48 video")).to_be_visible(timeout=30_000)
+
+
+def _in_view(page, selector: str) -> bool:
+    """Whether the element lies wholly inside the first viewport (the page scrolled to the top)."""
+    page.evaluate("() => window.scrollTo(0, 0)")
+    box, size = page.locator(selector).first.bounding_box(), page.viewport_size
+    return box is not None and box["y"] >= 0 and box["x"] >= 0 and box["y"] + box["height"] <= size["height"] \
+        and box["x"] + box["width"] <= size["width"]
+
+
+def _no_sideways_scroll(page) -> bool:
+    return page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+                         " && document.body.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_one_view_one_click_and_a_phone(server, tmp_path):
+    """A laptop (1366×768): an example's one-click question loads the video, shows its saved masks and streams the
+    answer; after a click on the frame, the frame and the question box are both in the first view (also at
+    1920×1080). A phone (390×844): one column, no sideways scroll, a tap on the frame makes an object."""
+    server, _, _ = server
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    shots = {}
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(server)
+            start = page.locator(".quick-start").filter(has_text="Big Buck Bunny")
+            expect(start).to_contain_text("What is the bunny doing?")
+            expect(page.locator("#chat")).to_be_attached()
+            assert _in_view(page, ".quick-start")
+            _watch_the_answer(page)
+            before_click = time.time()
+            start.click()  # the one click
+            expect(page.locator("#frame-caption")).to_contain_text("Frame 60 of 132", timeout=60_000)  # saved frame
+            expect(page.locator("#legend")).to_contain_text("bunny", timeout=60_000)
+            expect(page.locator("#chat")).to_contain_text("What is", timeout=60_000)
+            _assert_the_answer_streams(page)
+            assert page.locator("#question textarea").input_value() == ""  # asked, not left in the box
+            print(f"one click to an answer: {time.time() - before_click:.1f} s")
+
+            page.locator("#new-object").click()
+            expect(page.locator("#legend")).to_contain_text("<object2>", timeout=30_000)
+            image, before = page.locator("#frame img"), _frame_pixels(page)
+            size = image.bounding_box()
+            image.click(position={"x": size["width"] * 0.5, "y": size["height"] * 0.3})
+            page.wait_for_function("""() => !document.querySelector('#frame .pending, #frame .generating')""")
+            deadline = time.time() + 60
+            while (np.abs(_frame_pixels(page) - before).sum(-1) > 30).mean() < 0.01 and time.time() < deadline:
+                page.wait_for_timeout(500)  # the new object's mask is drawn over the frame
+            assert (np.abs(_frame_pixels(page) - before).sum(-1) > 30).mean() >= 0.01, "the click made no mask"
+            for width, height in ((1366, 768), (1920, 1080)):
+                page.set_viewport_size({"width": width, "height": height})
+                page.wait_for_timeout(500)
+                assert _in_view(page, "#frame img") and _in_view(page, "#question textarea") \
+                    and _in_view(page, "#send"), f"frame and question box not in one view at {width}×{height}"
+                assert _in_view(page, "#legend")  # the objects too
+                assert not page.locator("#tracked-video").is_visible()  # nothing tracked yet: folded
+                shots[f"{width}x{height}"] = tmp_path / f"page-{width}x{height}.png"
+                page.screenshot(path=str(shots[f"{width}x{height}"]))
+
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                        device_scale_factor=2).new_page()
+            phone.goto(server)
+            assert _no_sideways_scroll(phone)
+            phone.locator("#video-upload input[type=file]").set_input_files(str(ROOT / "examples" / "city.mp4"))
+            expect(phone.locator("#frame-caption")).to_contain_text("Frame 0 of 116", timeout=60_000)
+            image = phone.locator("#frame img")
+            image.scroll_into_view_if_needed()
+            size = image.bounding_box()
+            assert size["width"] > 300  # the frame takes the width of the screen
+            image.tap(position={"x": size["width"] * 0.5, "y": size["height"] * 0.5})
+            expect(phone.locator("#legend")).to_contain_text("<object0>", timeout=60_000)
+            assert _no_sideways_scroll(phone)
+            frame_box, chat_box = image.bounding_box(), phone.locator("#chat").bounding_box()
+            assert chat_box["y"] > frame_box["y"] + frame_box["height"]  # one column: the frame, then the chat
+            shots["390x844"] = tmp_path / "page-390x844.png"
+            phone.screenshot(path=str(shots["390x844"]), full_page=True)
+        finally:
+            browser.close()
+    print("screenshots:", *shots.values())
+    assert all(path.stat().st_size > 10_000 for path in shots.values())

@@ -74,15 +74,20 @@ def test_prints_both_tables_for_both_modes(mini_run):
     blocks = _blocks(printed)
     q_tables = [b for b in blocks if b and b[0].startswith("VideoRefer-Bench-Q (mode:")]
     d_tables = [b for b in blocks if b and b[0].startswith("VideoRefer-Bench-D (")]
-    assert [b[0] for b in q_tables] == ["VideoRefer-Bench-Q (mode: single)", "VideoRefer-Bench-Q (mode: multi)"]
+    family, protocol = _family, {"v1": "VideoRefer-7B", "vl3": "VideoRefer-VL3"}[_family]
+    assert [b[0] for b in q_tables] == [
+        f"VideoRefer-Bench-Q (mode: {mode}; model: tiny-{family}; protocol: {protocol}; judge: {bench_q.JUDGE})"
+        for mode in ("single", "multi")]
     assert len(d_tables) == 2
     for table in q_tables:
+        assert not any(line.startswith("WARNING") for line in table)  # every item of the benchmark was answered
         assert table[-1].startswith("overall: ") and float(table[-1].split(": ")[1]) >= 0
         assert any(line.startswith("overall") and line.split()[1] == str(5 * VIDEOS + 4) for line in table)
         for kind in bench_q.TYPES:  # the example clip adds the type the synthetic task lacks (Reasoning)
             assert any(line.startswith(kind) for line in table)
     for table, mode in zip(d_tables, ["single", "multi"]):
-        assert table[0] == f"VideoRefer-Bench-D ({VIDEOS + 2} items scored)"
+        assert table[0] == (f"VideoRefer-Bench-D ({VIDEOS + 2} items scored); model: tiny-{family}; mode: {mode}; "
+                            f"protocol: {protocol}; judge: local-test-judge")
         assert any(line.startswith(f"ours, {mode} (TEST judge)") for line in table)
         assert table[-1].startswith("average: ")
         # the published rows of both families (official benchmark README)

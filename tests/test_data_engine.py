@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from train.data_engine.cli import main
-from train.data_engine.testing import build_tiny_grounding_dino, scripted_server
+from train.data_engine.offline import build_models, engine_config
+from train.data_engine.testing import scripted_server
 from videorefer.prompts import IGNORE_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,12 +89,8 @@ class Script:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, tiny_checkpoint) -> dict:
-    from videorefer.testing.tiny_sam2 import build_tiny_sam2
-
-    root = tmp_path_factory.mktemp("engine-models")
     words = ["rabbit", "rock", "butterfly", "red", "circle", "blue", "square"]
-    return {"detector": build_tiny_grounding_dino(root / "gdino", words), "sam2": build_tiny_sam2(root / "sam2"),
-            "captioner": str(tiny_checkpoint)}
+    return build_models(tmp_path_factory.mktemp("engine-models"), words, tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +109,7 @@ def videos(tmp_path_factory) -> Path:
 
 
 def write_config(path: Path, url: str, models: dict) -> Path:
-    llm = {"backend": "endpoint", "url": url, "model": "scripted", "timeout": 0.6, "retries": 3, "backoff": 0}
-    config = {
-        "num_frames": 4, "max_objects": 4, "frame_size": 64, "batch_size": 2, "llm_defaults": llm,
-        "analyzer": {"model": "analyzer"}, "annotator": {"model": "annotator"},
-        "segmentor": {"detector": models["detector"], "sam2": models["sam2"], "box_threshold": 0.0,
-                      "text_threshold": 0.0, "min_mask_fraction": 0.0, "device": "cpu"},
-        "reviewer": {"captioner": models["captioner"], "captioner_device": "cpu", "captioner_max_new_tokens": 6,
-                     "llm": {"model": "reviewer"}},
-        "refiner": {"qa": 1, "llm": {"model": "refiner"}},
-    }
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(engine_config(url, models, timeout=0.6, retries=3)))  # short timeout: the timeout test
     return path
 
 

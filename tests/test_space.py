@@ -65,6 +65,20 @@ def test_the_configuration_follows_the_spaces_conventions(space):
     assert {entry.split()[0] for entry in preload} <= set(models)  # "repo [files [revision]]"
 
 
+def test_the_space_preloads_what_the_page_serves(space, monkeypatch):
+    """`preload_from_hub` holds the models `python app.py` loads with no flags or variables (the default checkpoint,
+    SAM 2.1, Grounding DINO) and no other checkpoint: the Space's build does not download weights it never serves."""
+    from videorefer.demo.backend import parse_settings
+
+    for name in ("VIDEOREFER_MODEL", "VIDEOREFER_SAM2", "VIDEOREFER_DETECTOR", "VIDEOREFER_TINY"):
+        monkeypatch.delenv(name, raising=False)
+    served = parse_settings([])
+    config = front_matter(space / "README.md")
+    preload = [entry.split()[0] for entry in config["preload_from_hub"]]
+    assert sorted(preload) == sorted({served.model, served.sam2, served.detector})
+    assert set(config["models"]) - set(preload) == {"DAMO-NLP-SG/VideoRefer-VideoLLaMA3-2B", "DAMO-NLP-SG/VideoRefer-7B"}
+
+
 def test_the_requirements_suit_a_space(space):
     lines = [line for line in (space / "requirements.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]

@@ -105,10 +105,9 @@ def save_full_model(model: nn.Module, processor, output_dir: str | os.PathLike, 
 def save_merged_adapter(base_path: str | os.PathLike, adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
                         dtype: torch.dtype = torch.float32) -> Path:
     """Merge a LoRA adapter into an unquantised copy of the base model (on the CPU) and save the official layout."""
-    from peft import PeftModel
-
+    from videorefer.adapters import load_adapter
     from videorefer.api import load_model_and_processor
 
     base, processor = load_model_and_processor(base_path, device="cpu", dtype=dtype)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = load_adapter(base, adapter_dir, base_path).merge_and_unload()
     return save_full_model(merged, processor, output_dir, base_path)

@@ -117,6 +117,22 @@ def annotated_frames(annotation: Sequence[Mapping[str, Any]]) -> list[int]:
     return sorted(frames)
 
 
+def source_path(sample: Mapping[str, Any], data_folder: Path | None, name: str) -> tuple[str, Path]:
+    """`("video" | "image", path)` of a sample, relative paths joined to `data_folder`."""
+    key = "video" if "video" in sample else "image" if "image" in sample else None
+    if key is None:
+        raise ValueError(f"{name}: has neither 'video' nor 'image'")
+    path = sample[key]
+    if isinstance(path, list) and len(path) == 1:  # the official VL3 data writes `"video": ["a.mp4"]`
+        path = path[0]
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name}: {key!r} must be a path (or a list of one path), got {path!r}")
+    path = Path(path)
+    if not path.is_absolute() and data_folder is not None:
+        path = Path(data_folder) / path
+    return key, path
+
+
 class VideoReferDataset(Dataset):
     """VideoRefer-700K samples as model inputs with labels (one `BatchFeature` of batch size 1 per sample).
 
@@ -181,18 +197,8 @@ class VideoReferDataset(Dataset):
     def _source(self, sample: Mapping[str, Any], name: str) -> Any:
         """The video's path (file or frame folder), or the picture of an `image` sample (each family's processor
         takes a still image its own way: v1 as a one-frame video, VL3 as an image)."""
-        key = "video" if "video" in sample else "image" if "image" in sample else None
-        if key is None:
-            raise ValueError(f"{name}: has neither 'video' nor 'image'")
-        path = sample[key]
-        if isinstance(path, list) and len(path) == 1:  # the official VL3 data writes `"video": ["a.mp4"]`
-            path = path[0]
-        if not isinstance(path, (str, os.PathLike)):
-            raise ValueError(f"{name}: {key!r} must be a path (or a list of one path), got {path!r}")
-        path = Path(path)
-        if not path.is_absolute() and self.data_folder is not None:
-            path = self.data_folder / path
-        if key == "image":
+        kind, path = source_path(sample, self.data_folder, name)
+        if kind == "image":
             return Image.open(path).convert("RGB")
         return path
 

@@ -5,6 +5,10 @@ VideoRefer-VL3: `videollama3_qwen2`) with
 transformers' `AutoConfig`, `AutoModelForCausalLM` and `AutoProcessor`.
 """
 
+from .compat.quiet import quiet_library_noise
+
+quiet_library_noise()  # before transformers (and the bitsandbytes it imports) load
+
 from .models.videorefer_qwen2 import (
     REGION_TOKEN,
     VIDEO_TOKEN_INDEX,

@@ -74,9 +74,9 @@ def load_model_and_processor(
     if "device_map" not in kwargs:
         model.to(device)
     if adapter is not None:
-        from peft import PeftModel
+        from .adapters import load_adapter
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = load_adapter(model, adapter, path)
     model.eval()
     processor = family.processor_class.from_pretrained(path, **hub_kwargs)
     return model, processor

@@ -4,6 +4,9 @@ others, and first-token log-probabilities within LOGPROB_TOLERANCE."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +116,16 @@ def test_a_follow_up_reuses_the_conversation_through_prefix_caching(vl3_pair):
     (follow,) = served.engine.outputs([served_request(served, video, objects, "And then?", history)], **SETTINGS)
     assert follow.num_cached_tokens > 0
     assert list(follow.outputs[0].token_ids) == reference_ids(reference, video, objects, "And then?", history)[0]
+
+
+def test_callers_in_threads_are_batched_and_answered_as_alone(vl3_pair):
+    reference, served = vl3_pair
+    requests = [served_request(served, *case) for case in cases().values()]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(lambda request: served.engine.answer([request], **SETTINGS)[0], requests))
+    assert together == [reference.processor.decode(reference_ids(reference, *case)[0]) for case in cases().values()]
+    stop = threading.Event()
+    stop.set()  # a stopped stream ends after its first piece and the engine keeps serving
+    video, objects, question, _ = cases()["one object"]
+    assert len(list(served.ask_stream(video, objects, question, stop_event=stop, **SETTINGS))) == 1
+    assert served.ask(video, objects, question, **SETTINGS) == together[0]

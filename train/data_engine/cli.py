@@ -1,4 +1,5 @@
-"""`python -m train.data_engine run CONFIG --videos DIR_OR_LIST --out OUT [--stage ...] [--shard i/n] [--workers N]`.
+"""`python -m train.data_engine run CONFIG --videos DIR_OR_LIST --out OUT [--stage ...] [--shard i/n] [--workers N]`,
+or offline on tiny models and a scripted chat server: `python -m train.data_engine offline --out OUT [--tiny vl3|v1]`.
 
 `--stage all` (default) runs the five stages in order, then writes `OUT/videorefer_700k.json` and the report once
 every video of every shard is done. Run one stage at a time (`--stage analyze`, ...) to keep one model in memory per
@@ -36,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=None, help="videos per step (overrides the config)")
     run.add_argument("--retry-failed", action="store_true", help="redo videos whose record in a stage failed")
     run.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    offline = sub.add_parser("offline", help="every stage on tiny random models and a scripted chat server (no "
+                             "download, no API): shows the path and the output format")
+    offline.add_argument("--out", required=True, type=Path, help="output folder (rerun to resume)")
+    offline.add_argument("--tiny", nargs="?", const="vl3", default="vl3", choices=("vl3", "v1"),
+                         help="family of the tiny region captioner (default vl3)")
+    offline.add_argument("--videos", type=Path, default=None,
+                         help="videos with captions, as for run (default: examples/bigbuckbunny.mp4)")
     return parser
 
 
@@ -75,6 +83,11 @@ def run_command(args: argparse.Namespace) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        run_command(args)
+        if args.command == "offline":
+            from .offline import run_offline
+
+            run_offline(args.out, args.tiny, args.videos)
+        else:
+            run_command(args)
     except ValueError as err:  # configuration and input errors: one clear line
         raise SystemExit(f"error: {err}") from None

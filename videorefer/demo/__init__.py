@@ -12,5 +12,6 @@
 - `playback`: the tracked-mask mp4, the saved-regions download, restoring objects from a regions file.
 - `sessions`: what is stopped and freed when a visitor leaves.
 - `zerogpu`: Spaces / ZeroGPU (the `gpu_duration` policy, the `gpu` decorator, pickling the models by name).
+- `page`: what the page shows around the handlers (hint, help, the examples' one-click questions, step statuses, CSS).
 - `space`: `python -m videorefer.demo.space OUT_DIR` writes a Hugging Face Space repository.
 """

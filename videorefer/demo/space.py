@@ -4,9 +4,10 @@
 
 OUT_DIR receives README.md (the Space's YAML configuration), requirements.txt, app.py, the `videorefer` package and
 `examples/`. Push it to a Gradio Space (`git push` in a clone of the Space, or `hf upload <user>/<space> OUT_DIR
---repo-type space`) and pick ZeroGPU hardware. The Space runs `python app.py`; the models named in `models` are
-downloaded when the Space is built (`preload_from_hub`), loaded once at start onto `cuda` (ZeroGPU lends a GPU to
-each call; see `videorefer.demo.zerogpu`). Choose the model with the Space variable `VIDEOREFER_MODEL`.
+--repo-type space`) and pick ZeroGPU hardware. The Space runs `python app.py` on the checkpoint named by the Space
+variable `VIDEOREFER_MODEL` (one of `models`; default VideoRefer-VL3 7B). The default checkpoint, SAM 2.1 and
+Grounding DINO are downloaded when the Space is built (`preload_from_hub`), another checkpoint when the Space starts;
+the models load once at start onto `cuda` (ZeroGPU lends a GPU to each call; see `videorefer.demo.zerogpu`).
 
 A non-empty OUT_DIR is refused unless `--overwrite` is given; overwriting keeps a `.git` folder (a cloned Space).
 """
@@ -27,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("app.py", "videorefer", "examples")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
-# The checkpoints a visitor can choose between, downloaded when the Space is built.
-# The default checkpoint (`videorefer.api.DEFAULT_MODEL_ID`) first, then the other VideoRefer checkpoints of both
-# families, SAM 2.1 and Grounding DINO.
+# The checkpoints the Space can serve (`models`, chosen with the Space variable `VIDEOREFER_MODEL`): the default
+# (`videorefer.api.DEFAULT_MODEL_ID`) first, then the other VideoRefer checkpoints of both families, SAM 2.1 and
+# Grounding DINO.
 SPACE_MODELS = tuple(dict.fromkeys((
     Settings.model,
     "DAMO-NLP-SG/VideoRefer-VideoLLaMA3-7B",
@@ -38,6 +39,9 @@ SPACE_MODELS = tuple(dict.fromkeys((
     DEFAULT_SAM2,
     DEFAULT_DETECTOR,  # Find by name (Grounding DINO)
 )))
+# What the page serves, downloaded when the Space is built (`preload_from_hub`): the default checkpoint, SAM 2.1 and
+# Grounding DINO (about 18 GB, against about 35 GB for every checkpoint). Another `VIDEOREFER_MODEL` downloads at start.
+PRELOADED = tuple(dict.fromkeys((Settings.model, DEFAULT_SAM2, DEFAULT_DETECTOR)))
 PYTHON_VERSION = "3.11"  # what the project is tested with
 HARDWARE = "zero-a10g"  # ZeroGPU's hardware flavour name
 TITLE = "VideoRefer"
@@ -97,7 +101,7 @@ def front_matter(sdk_version: str) -> dict:
         "app_file": "app.py",
         "suggested_hardware": HARDWARE,
         "models": list(SPACE_MODELS),
-        "preload_from_hub": list(SPACE_MODELS),
+        "preload_from_hub": list(PRELOADED),
         "short_description": SHORT_DESCRIPTION,
         "license": LICENSE,
         "pinned": False,
@@ -116,9 +120,9 @@ def readme(sdk_version: str) -> str:
 Point at any object in a video or a photo (clicks, a box, a brush or its name), track it through the video with SAM 2.1, and ask the
 VideoRefer video LLM about it: *What is `<object0>` doing to `<object1>`?*
 
-- Model: `{Settings.model}` (VideoRefer-VL3) by default; set the Space variable `VIDEOREFER_MODEL` to another of the checkpoints
-  listed in `models` (all are downloaded when the Space is built), `VIDEOREFER_SAM2` for SAM 2.1,
-  `VIDEOREFER_DETECTOR` for Find by name.
+- Model: `{Settings.model}` (VideoRefer-VL3) by default, downloaded when the Space is built with SAM 2.1 and
+  Grounding DINO (`preload_from_hub`); set the Space variable `VIDEOREFER_MODEL` to another of the checkpoints listed in
+  `models` (downloaded when the Space starts), `VIDEOREFER_SAM2` for SAM 2.1, `VIDEOREFER_DETECTOR` for Find by name.
 - Hardware: ZeroGPU. Each GPU call asks for a duration computed from its work (frames × objects when tracking, new
   tokens when answering).
 - API: `/segment`, `/track`, `/describe`, `/ask`, `/find` with `gradio_client` (see "Use via API" at the bottom of the page).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import queue
 import threading
 from typing import Any, Iterator, Sequence
 
@@ -98,7 +99,8 @@ def vllm_prompt(placeholder_id: int, request: Request) -> dict[str, Any]:
 
 
 class VLLMEngine:
-    """vLLM for one checkpoint of any family the plugin serves. Thread-safe: calls take turns on the engine."""
+    """vLLM for one checkpoint of any family the plugin serves. Thread-safe: one thread drives the engine, so the
+    requests of every caller (the demo's visitors, a benchmark's items) are batched together as they come."""
 
     submit_size = 256  # questions a caller hands over at once (the benchmarks: written to disk after each group)
 
@@ -122,8 +124,13 @@ class VLLMEngine:
         )
         self.repetition_penalty, self.stop_token_ids = generation_settings(self.model_id, processor)
         self.placeholder_id = embed_token_ids(self.llm.llm_engine.model_config.hf_config)[0]
-        self._lock = threading.Lock()
         self._ids = itertools.count()
+        self._wake = threading.Condition()  # guards the fields below; wakes the driver thread
+        self._incoming: list[tuple[str, Request, Any]] = []
+        self._aborts: list[str] = []
+        self._routes: dict[str, tuple[queue.Queue, int]] = {}  # request id -> (its caller's inbox, its index there)
+        self._driver: threading.Thread | None = None
+        self._closed = False
 
     def prompt(self, request: Request) -> dict[str, Any]:
         return vllm_prompt(self.placeholder_id, request)
@@ -149,46 +156,95 @@ class VLLMEngine:
 
     def stream_many(self, requests: Sequence[Request], logprobs: int | None = None,
                     **generation: Any) -> Iterator[tuple[int, Any, bool]]:
-        """`(index, RequestOutput so far, finished)` each time one of `requests` advances, all of them batched
-        together; a request the processor refuses comes once, finished, as its exception."""
+        """`(index, RequestOutput so far, finished)` each time one of `requests` advances. They are batched with each
+        other and with every other caller's requests (one thread drives the engine); a request the processor refuses
+        comes once, finished, as its exception. Leaving the loop early aborts the unfinished ones."""
         params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
         params.logprobs = logprobs
-        with self._lock:
-            engine = self.llm.llm_engine
-            index_of: dict[str, int] = {}
-            refused: list[tuple[int, Exception]] = []
-            for index, request in enumerate(requests):
-                request_id = f"req-{next(self._ids)}"
-                try:
-                    engine.add_request(request_id, self.prompt(request), params)
-                    index_of[request_id] = index
-                except Exception as error:  # refused by the processor: this request only
-                    refused.append((index, error))
-            for index, error in refused:
-                yield index, error, True
-            while engine.has_unfinished_requests():
-                for output in engine.step():
-                    if output.request_id in index_of:
-                        yield index_of[output.request_id], output, output.finished
+        inbox: queue.Queue = queue.Queue()
+        ids = {f"req-{next(self._ids)}": index for index in range(len(requests))}
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the vLLM engine is closed")
+            for (request_id, index), request in zip(ids.items(), requests):
+                self._routes[request_id] = (inbox, index)
+                self._incoming.append((request_id, request, params))
+            self._wake.notify()
+        self._start_driver()
+        unfinished = set(ids)
+        try:
+            while unfinished:
+                request_id, output = inbox.get()
+                finished = isinstance(output, Exception) or output.finished
+                if finished:
+                    unfinished.discard(request_id)
+                yield ids[request_id], output, finished
+        finally:
+            if unfinished:
+                with self._wake:
+                    self._aborts.extend(unfinished)
+                    self._wake.notify()
 
     def stream(self, request: Request, stop_event: threading.Event | None = None,
                **generation: Any) -> Iterator[str]:
-        """The answer as it grows: the engine steps until this request finishes (or `stop_event` is set)."""
-        params = sampling_params(generation, self.repetition_penalty, self.stop_token_ids)
-        request_id = f"stream-{next(self._ids)}"
-        with self._lock:
-            engine = self.llm.llm_engine
-            engine.add_request(request_id, self.prompt(request), params)
-            finished = False
-            try:
-                while not finished and not (stop_event is not None and stop_event.is_set()):
-                    for output in engine.step():
-                        if output.request_id == request_id:
-                            finished = output.finished
-                            yield self.processor.decode(list(output.outputs[0].token_ids))
-            finally:
-                if not finished:
-                    engine.abort_request([request_id])
+        """The answer as it grows (batched with everything else running); setting `stop_event` ends it."""
+        for _, output, _ in self.stream_many([request], **generation):
+            if isinstance(output, Exception):
+                raise output
+            yield self.processor.decode(list(output.outputs[0].token_ids))
+            if stop_event is not None and stop_event.is_set():
+                break
+
+    # ------------------------------------------------------------------ the driver thread
+    def _start_driver(self) -> None:
+        with self._wake:
+            if self._driver is None:
+                self._driver = threading.Thread(target=self._drive, name="vllm-engine", daemon=True)
+                self._driver.start()
+
+    def _drive(self) -> None:
+        """Adds new requests (processing them: the processor refuses a bad one alone), aborts abandoned ones and steps
+        the engine while anything runs; each output goes to its caller's inbox."""
+        engine = self.llm.llm_engine
+        while True:
+            with self._wake:
+                while not (self._incoming or self._aborts or self._closed or engine.has_unfinished_requests()):
+                    self._wake.wait()
+                if self._closed:
+                    return
+                incoming, self._incoming = self._incoming, []
+                aborts, self._aborts = self._aborts, []
+            for request_id, request, params in incoming:
+                try:
+                    engine.add_request(request_id, self.prompt(request), params)
+                except Exception as error:  # refused by the processor: this request only
+                    self._deliver(request_id, error, finished=True)
+            if aborts:
+                engine.abort_request(aborts)
+                with self._wake:
+                    for request_id in aborts:
+                        self._routes.pop(request_id, None)
+            if engine.has_unfinished_requests():
+                try:
+                    outputs = engine.step()
+                except Exception as error:  # every running request learns of it; the engine keeps serving
+                    for request_id in list(self._routes):
+                        self._deliver(request_id, error, finished=True)
+                    continue
+                for output in outputs:
+                    self._deliver(output.request_id, output, output.finished)
+
+    def _deliver(self, request_id: str, output: Any, finished: bool) -> None:
+        with self._wake:
+            route = self._routes.pop(request_id, None) if finished else self._routes.get(request_id)
+        if route is not None:
+            route[0].put((request_id, output))
 
     def close(self) -> None:
+        """Stop the driver thread and free the engine."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._driver is not None:
+            self._driver.join(timeout=60)
         del self.llm

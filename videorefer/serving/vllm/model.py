@@ -17,7 +17,29 @@ from vllm.model_executor.models.utils import AutoWeightsLoader, WeightsMapper, m
 
 from . import MODALITY
 
-__all__ = ["VideoReferForVLLM"]
+__all__ = ["VideoReferForVLLM", "FamilyVisual", "register_family"]
+
+
+class FamilyVisual(nn.Module):
+    """A family's vision modules under `model.<name>`, the official names, for its `*VisualEncoding` mixin (whose
+    `encode_visual` is the transformers model's own)."""
+
+    def __init__(self, config: Any, **modules: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.model = nn.Module()
+        for name, module in modules.items():
+            setattr(self.model, name, module)
+
+
+def register_family(processor_class: type) -> Any:
+    """The class decorator registering a family's plugin model with vLLM's multimodal registry."""
+    from vllm.multimodal import MULTIMODAL_REGISTRY
+
+    from .processing import VideoReferDummyInputs, VideoReferProcessingInfo
+
+    return MULTIMODAL_REGISTRY.register_processor(processor_class, info=VideoReferProcessingInfo,
+                                                  dummy_inputs=VideoReferDummyInputs)
 
 
 def _as_list(value: Any) -> list[torch.Tensor]:

@@ -9,9 +9,7 @@ two merge scores tie exactly, which the model checks)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 from vllm.model_executor.models.utils import WeightsMapper
-from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ...models.videorefer_qwen2.configuration import VIDEO_TOKEN_INDEX
 from ...models.videorefer_qwen2.connector import STCConnector
@@ -20,8 +18,8 @@ from ...models.videorefer_qwen2.modeling import V1VisualEncoding, VideoReferQwen
 from ...models.videorefer_qwen2.object_encoder import DEFAULT_TOKENS_PER_OBJECT, ObjectEncoder
 from ...models.videorefer_qwen2.vision import VisionTower
 from .keys import V1_PREFIXES
-from .model import VideoReferForVLLM
-from .processing import VideoReferDummyInputs, VideoReferMultiModalProcessor, VideoReferProcessingInfo
+from .model import FamilyVisual, VideoReferForVLLM, register_family
+from .processing import VideoReferMultiModalProcessor
 
 __all__ = ["VideoReferV1ForVLLM", "V1MultiModalProcessor"]
 
@@ -72,22 +70,14 @@ class V1MultiModalProcessor(VideoReferMultiModalProcessor):
         )
 
 
-class V1Visual(V1VisualEncoding, nn.Module):
-    """VideoRefer-7B's vision side under the official names (`model.vision_tower`, `model.mm_projector`,
-    `model.region_encoder`): `encode_visual` is the transformers model's own."""
-
+class V1Visual(V1VisualEncoding, FamilyVisual):
     def __init__(self, config) -> None:
-        super().__init__()
-        self.config = config
-        self.model = nn.Module()
-        self.model.vision_tower = VisionTower(config)
-        self.model.mm_projector = STCConnector(config.mm_hidden_size, config.hidden_size)
-        self.model.region_encoder = ObjectEncoder(config.mm_hidden_size, config.hidden_size)
+        super().__init__(config, vision_tower=VisionTower(config),
+                         mm_projector=STCConnector(config.mm_hidden_size, config.hidden_size),
+                         region_encoder=ObjectEncoder(config.mm_hidden_size, config.hidden_size))
 
 
-@MULTIMODAL_REGISTRY.register_processor(
-    V1MultiModalProcessor, info=VideoReferProcessingInfo, dummy_inputs=VideoReferDummyInputs
-)
+@register_family(V1MultiModalProcessor)
 class VideoReferV1ForVLLM(VideoReferForVLLM):
     visual_class = V1Visual
     model_class = VideoReferQwen2ForCausalLM

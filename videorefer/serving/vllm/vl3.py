@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from vllm.model_executor.models.utils import WeightsMapper
-from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ...models.videorefer_vl3.frame_pruning import frame_pruning
 from ...models.videorefer_vl3.inputs import VL3RegionInputs
@@ -14,8 +12,8 @@ from ...models.videorefer_vl3.modeling import VideoReferVL3ForCausalLM, VL3Visua
 from ...models.videorefer_vl3.region_encoder import RegionEncoder
 from ...models.videorefer_vl3.vision import VisionEncoder, build_projector
 from .keys import VL3_PREFIXES
-from .model import VideoReferForVLLM
-from .processing import VideoReferDummyInputs, VideoReferMultiModalProcessor, VideoReferProcessingInfo
+from .model import FamilyVisual, VideoReferForVLLM, register_family
+from .processing import VideoReferMultiModalProcessor
 
 __all__ = ["VideoReferVL3ForVLLM", "VL3MultiModalProcessor"]
 
@@ -48,22 +46,13 @@ class VL3MultiModalProcessor(VideoReferMultiModalProcessor):
         )
 
 
-class VL3Visual(VL3VisualEncoding, nn.Module):
-    """VL3's vision side under the official names (`model.vision_encoder`, `model.mm_projector`,
-    `model.region_encoder`): `encode_visual` is the transformers model's own."""
-
+class VL3Visual(VL3VisualEncoding, FamilyVisual):
     def __init__(self, config) -> None:
-        super().__init__()
-        self.config = config
-        self.model = nn.Module()
-        self.model.vision_encoder = VisionEncoder(config)
-        self.model.mm_projector = build_projector(config)
-        self.model.region_encoder = RegionEncoder(config.vision_config.hidden_size, config.hidden_size)
+        super().__init__(config, vision_encoder=VisionEncoder(config), mm_projector=build_projector(config),
+                         region_encoder=RegionEncoder(config.vision_config.hidden_size, config.hidden_size))
 
 
-@MULTIMODAL_REGISTRY.register_processor(
-    VL3MultiModalProcessor, info=VideoReferProcessingInfo, dummy_inputs=VideoReferDummyInputs
-)
+@register_family(VL3MultiModalProcessor)
 class VideoReferVL3ForVLLM(VideoReferForVLLM):
     visual_class = VL3Visual
     model_class = VideoReferVL3ForCausalLM

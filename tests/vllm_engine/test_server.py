@@ -36,11 +36,23 @@ def media(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(vl3_pair, media, tmp_path_factory):
+def web(media):
+    """The media folder over HTTP on 127.0.0.1 (a site the server may fetch videos from)."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    from videorefer.testing.http_server import serve
+
+    with serve(functools.partial(SimpleHTTPRequestHandler, directory=str(media))) as url:
+        yield url.removesuffix("/v1") + "/"
+
+
+@pytest.fixture(scope="module")
+def server(vl3_pair, media, web, tmp_path_factory):
     _, served = vl3_pair
     length = served.engine.llm.llm_engine.model_config.max_model_len
-    process = ServerProcess([served.engine.model_id, "--media-root", str(media), "--enforce-eager",
-                             "--max-model-len", str(length)], free_port(),
+    process = ServerProcess([served.engine.model_id, "--media-root", str(media), "--allow-url", web,
+                             "--enforce-eager", "--max-model-len", str(length)], free_port(),
                             tmp_path_factory.mktemp("server") / "server.log")
     with process:  # started, killed at the end
         yield process
@@ -184,3 +196,15 @@ def test_a_videorefer_7b_server_answers_as_its_in_process_engine(v1_pair, media,
         remote = connect(v1_server.url)
         assert remote.family_name == "VideoRefer-7B"
         assert remote.ask(clip, objects, question, **SETTINGS) == expected
+
+
+def test_a_video_fetched_from_an_allowed_url(vl3_pair, media, web, client):
+    _, served = vl3_pair
+    objects = [{3: square(3)}]
+    expected = served.ask(str(media / "clip.mp4"), objects, "What is <object0>?", **SETTINGS)
+    assert client.ask({"url": web + "clip.mp4"}, objects, "What is <object0>?", **SETTINGS) == expected
+    with pytest.raises(RequestRefused, match="answered HTTP 404"):
+        client.ask({"url": web + "nope.mp4"}, objects, "What is <object0>?")
+    with pytest.raises(RequestRefused, match="does not fetch") as refused:
+        client.ask({"url": web.replace("127.0.0.1", "localhost") + "clip.mp4"}, objects, "What is <object0>?")
+    assert refused.value.status == 403

@@ -4,6 +4,8 @@
     python app.py --model DAMO-NLP-SG/VideoRefer-7B   # any checkpoint of either family (a Hub id or a folder)
     python app.py --tiny          # random tiny models built in code (no download; answers are gibberish): VL3
     python app.py --tiny v1       # ... of the VideoRefer-7B family
+    python app.py --server http://127.0.0.1:8000   # answers from a VideoRefer server (python -m videorefer.serve)
+    python app.py --engine vllm   # answers from vLLM in this process (the vLLM venv)
     python app.py --help          # model id, quantization, SAM 2 checkpoint, device, port, limits
 
 This file only lays out the page and wires events; the logic lives in `videorefer.demo`.
@@ -36,7 +38,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
     endpoints."""
     h = DemoHandlers(backend)
     settings = backend.settings
-    gpu = dict(concurrency_id="gpu", concurrency_limit=backend.gpu_slots)
+    gpu, answer = backend.concurrency()  # answering has its own group when a server or vLLM batches answers
     with gr.Blocks(title="VideoRefer demo") as demo:
         state = gr.State(None, time_to_live=3600, delete_callback=h.release)
         with gr.Row(equal_height=True):
@@ -125,7 +127,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
                     mode = gr.Radio(list(MODE_LABELS), value=next(iter(MODE_LABELS)), label="Frames the model sees",
                                     info=f"Multi-frame: {backend.region_policy()}.", elem_id="frame-mode")
 
-        _api(h, gpu)  # first, so that the API names are not taken by the page's own (private) events
+        _api(h, gpu, answer)  # first, so that the API names are not taken by the page's own (private) events
         panel = [frame, caption, legend, objects, name]
         load = with_status(h.load, "Decoding the video")
         loaded = [state, slider, editor, chat, *panel]
@@ -165,9 +167,9 @@ def build_demo(backend: Backend) -> gr.Blocks:
         ask = with_status(h.ask, "Reading the video, then answering")
         for trigger in (send.click, question.submit):
             trigger(ask, [question, mode, state], [chat, question], show_progress_on=chat, api_visibility="private",
-                    **gpu)
+                    **answer)
         describe.click(with_status(h.describe, "Reading the video, then describing"), [mode, state],
-                       [chat, question], show_progress_on=chat, api_visibility="private", **gpu)
+                       [chat, question], show_progress_on=chat, api_visibility="private", **answer)
         stop.click(h.stop, [state], None, queue=False, api_visibility="private")  # ends generation, keeps the text
         demo.unload(h.unload)  # a visitor leaving stops their answer and frees their GPU memory
         relate.click(h.relate_question, [state], [question], api_visibility="private")
@@ -175,7 +177,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
     return demo
 
 
-def _api(h: DemoHandlers, gpu: dict) -> None:
+def _api(h: DemoHandlers, gpu: dict, answer: dict) -> None:
     """The gradio_client endpoints /segment, /track, /describe, /ask and /find (hidden components, documented in
     /?view=api)."""
     with gr.Column(visible=False):
@@ -189,8 +191,8 @@ def _api(h: DemoHandlers, gpu: dict) -> None:
         buttons = [gr.Button(visible=False) for _ in range(4)]
     buttons[0].click(h.api_segment, [video, frame_index, points, labels, box], mask_out, api_name="segment", **gpu)
     buttons[1].click(h.api_track, [video, regions], regions_out, api_name="track", **gpu)
-    buttons[2].click(h.api_describe, [video, regions, mode], text_out, api_name="describe", **gpu)
-    buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **gpu)
+    buttons[2].click(h.api_describe, [video, regions, mode], text_out, api_name="describe", **answer)
+    buttons[3].click(h.api_ask, [video, regions, question, history, mode], text_out, api_name="ask", **answer)
     with gr.Column(visible=False):  # /find: objects by name (inputs after /ask's, so the four above keep their ids)
         phrase, track = gr.Textbox(label="phrase"), gr.Checkbox(value=False, label="track")
         threshold = gr.Number(value=h.backend.settings.find_threshold, label="threshold")  # 0..1, checked in find.py

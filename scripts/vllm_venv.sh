@@ -13,7 +13,7 @@ KIND="${2:-$(command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)}"
 REQS="requirements-vllm-$KIND.txt"
 [ -f "$REQS" ] || { echo "unknown kind '$KIND' (cpu or cuda)" >&2; exit 2; }
 STAMP="$VENV/.videorefer-stamp"
-WANT="$KIND $(cat "$REQS" "$0" | sha256sum | cut -c1-16)"
+WANT="$KIND $(cat "$REQS" "$0" pyproject.toml | sha256sum | cut -c1-16)"  # pyproject: its entry points
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "$VENV is up to date ($WANT)"
   exit 0

@@ -68,17 +68,17 @@ def family_checkpoint(request) -> Path:
 
 @pytest.fixture(scope="session")
 def serve_demo():
-    """`with serve_demo(family, limits) as (url, backend):` the demo on a tiny model of `family` ("vl3" / "v1"), live
-    on a free local port, closed afterwards."""
+    """`with serve_demo(family, limits, server=None) as (url, backend):` the demo on a tiny model of `family` ("vl3" /
+    "v1"), live on a free local port, closed afterwards; with `server` (a URL) its answers come from that server."""
     from contextlib import contextmanager
 
     @contextmanager
-    def serve(family: str, limits):
+    def serve(family: str, limits, server: str | None = None):
         import app
         from videorefer.demo.backend import Settings, load_backend
         from videorefer.demo.testing import free_port
 
-        settings = Settings(tiny=family, device="cpu", port=free_port(), limits=limits)
+        settings = Settings(tiny=family, device="cpu", port=free_port(), limits=limits, server=server)
         backend = load_backend(settings)
         demo = app.launch(settings, backend=backend, prevent_thread_lock=True, quiet=True)
         try:
@@ -87,3 +87,27 @@ def serve_demo():
             demo.close()
 
     return serve
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_server(tmp_path_factory):
+    """A VideoRefer server (`python -m videorefer.serve --tiny vl3`) for the session, run by the vLLM venv's python
+    (made or brought up to date by scripts/vllm_venv.sh, as tests/test_vllm_engine.py does); killed at the end.
+    `VIDEOREFER_VLLM_TESTS=skip` skips the tests that need it."""
+    import subprocess
+
+    from videorefer.demo.testing import free_port
+    from videorefer.testing.server_process import ServerProcess
+
+    if os.environ.get("VIDEOREFER_VLLM_TESTS") == "skip":
+        pytest.skip("VIDEOREFER_VLLM_TESTS=skip")
+    root = Path(__file__).resolve().parents[1]
+    venv = Path(os.environ.get("VIDEOREFER_VLLM_VENV", root / ".venv-vllm"))
+    made = subprocess.run(["bash", str(root / "scripts" / "vllm_venv.sh"), str(venv)], cwd=root,
+                          capture_output=True, text=True, timeout=1800)
+    assert made.returncode == 0, f"could not make {venv}:\n{made.stdout[-3000:]}\n{made.stderr[-3000:]}"
+    server = ServerProcess(["--tiny", "vl3", "--enforce-eager"], free_port(),
+                           tmp_path_factory.mktemp("vllm-server") / "server.log", python=str(venv / "bin" / "python"),
+                           cwd=root)
+    with server:
+        yield server

@@ -28,10 +28,13 @@ REGIONS = json.loads((ROOT / "examples" / "bigbuckbunny.regions.json").read_text
 LIMITS = Limits(max_file_mb=3, max_seconds=10, scrub_frames=6)
 
 
-@pytest.fixture(scope="module", params=TINY_FAMILIES)
+@pytest.fixture(scope="module", params=[*TINY_FAMILIES, "vl3 on a server"])
 def server(request, serve_demo):
-    """The demo on a tiny model of each family (`--tiny vl3`, `--tiny v1`): same inputs, outputs and errors."""
-    with serve_demo(request.param, LIMITS) as served:
+    """The demo on a tiny model of each family (`--tiny vl3`, `--tiny v1`), and once on a VideoRefer server
+    (`--tiny vl3 --server URL`, the session's `tiny_vllm_server`): same inputs, outputs and errors."""
+    family, on_server = request.param.split()[0], request.param.endswith("server")
+    url = request.getfixturevalue("tiny_vllm_server").url if on_server else None
+    with serve_demo(family, LIMITS, server=url) as served:
         yield served
 
 

@@ -56,6 +56,13 @@ def _image_pixels(image: Any) -> np.ndarray:
     return pixels
 
 
+def still_image_source(processor: Any, image: Any) -> np.ndarray:
+    """What a family's processor is given for a still image (a path, PIL image or array): its (H, W, 3) pixels when
+    the family answers images natively (`processor.answers_images`), else a one-frame video (1, H, W, 3)."""
+    pixels = _image_pixels(image)
+    return pixels if getattr(processor, "answers_images", False) else pixels[None]
+
+
 class VideoRefer:
     """A loaded model + processor of any family with the questions people ask: `describe`, `ask`, `ask_stream`,
     `ask_batch`; and the steps they are made of (`prepare`, `encode`, `generate`) for tools that time or batch them."""
@@ -312,9 +319,8 @@ class VideoRefer:
         object (`<object0>`, ...). A family that answers images natively (its processor's `answers_images`, e.g.
         VideoRefer-VL3) takes the image as one; the others get it as a one-frame video (VideoRefer-7B, as its
         official code does)."""
-        pixels = _image_pixels(image)
         regions = [{0: mask} for mask in masks]
-        source = pixels if getattr(self.processor, "answers_images", False) else pixels[None]
+        source = still_image_source(self.processor, image)
         yield from self.ask_stream(source, regions, question, history, stop_event=stop_event, **generation)
 
     def ask_image(self, image: Any, masks: Sequence[Any], question: str, **kwargs: Any) -> str:

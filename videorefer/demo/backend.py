@@ -11,6 +11,8 @@ Environment variables (the command-line flags override them):
 | `VIDEOREFER_TINY` | `--tiny [vl3\|v1]` | off: random tiny models built in code, no download (`--tiny`: VL3) |
 | `VIDEOREFER_MAX_MODEL_FRAMES` | `--max-model-frames` | `16`: the most frames the model reads (VL3: 1 fps, capped) |
 | `VIDEOREFER_DETECTOR` | `--detector` | `IDEA-Research/grounding-dino-base` (*Find* by name; `none`: no Find) |
+| `VIDEOREFER_SERVER` | `--server URL` | off: answers come from a VideoRefer server (`python -m videorefer.serve`) |
+| `VIDEOREFER_ENGINE` | `--engine` | `transformers` (`vllm`: in-process vLLM, needs the vLLM venv) |
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Settings:
     detector: str = DEFAULT_DETECTOR  # Grounding DINO for Find by name ("none": the page has no Find)
     find_threshold: float = 0.35  # the Find box threshold the page starts with and /find uses by default
     max_model_frames: int = MAX_MODEL_FRAMES  # cap on the frames a family that samples by time reads
+    server: str | None = None  # a VideoRefer server's URL: answers come from there (segmentation stays here)
+    engine: str = "transformers"  # the in-process engine when there is no server ("vllm": in-process vLLM)
+    answer_slots: int = 32  # concurrent answers handed to an engine that batches (a server, vLLM)
 
     @property
     def tiny_family(self) -> str | None:
@@ -108,6 +113,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--scrub-frames", type=int, default=base.scrub_frames)
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="any other limit of videorefer.demo.limits.Limits (repeatable), e.g. --limit max_fps=30")
+    parser.add_argument("--server", default=env("VIDEOREFER_SERVER") or None, metavar="URL",
+                        help="answer through a VideoRefer server (python -m videorefer.serve) instead of a model here")
+    parser.add_argument("--engine", choices=("transformers", "vllm"), default=env("VIDEOREFER_ENGINE", "transformers"),
+                        help="the in-process engine (vllm: needs the vLLM venv, scripts/vllm_venv.sh)")
+    parser.add_argument("--answer-slots", type=int, default=Settings.answer_slots,
+                        help="concurrent answers handed to a server or vLLM (they batch them)")
     args = parser.parse_args(argv)
     limits = Limits(max_file_mb=args.max_file_mb, max_seconds=args.max_seconds, scrub_frames=args.scrub_frames,
                     **_limit_overrides(args.limit, parser))
@@ -115,6 +126,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         model=args.model, quantization=args.quantization, sam2=args.sam2, device=args.device, tiny=args.tiny,
         host=args.host, port=args.port, max_new_tokens=args.max_new_tokens, limits=limits,
         detector=args.detector, find_threshold=args.find_threshold, max_model_frames=args.max_model_frames,
+        server=args.server, engine=args.engine, answer_slots=args.answer_slots,
     )
 
 
@@ -154,18 +166,15 @@ class Backend:
         """The loaded model's family name (e.g. "VideoRefer-VL3"), from its config's `model_type`."""
         from videorefer.families import family_for
 
-        return family_for(self.model.base_model.config.model_type).name
+        named = getattr(self.model, "family_name", None)  # a model answering through an engine knows its family
+        return named or family_for(self.model.base_model.config.model_type).name
 
     @functools.cached_property
     def reserved_tokens(self) -> tuple[str, ...]:
-        """The tokenizer's added tokens (chat-template specials, `<image>`, `<region>`, ...): text a visitor sends may
-        not hold them (`limits.check_text`); object tags are the visitor's to use."""
-        from videorefer.prompts import OBJECT_TAG
+        """What a visitor's text may not hold (`limits.reserved_tokens` of the loaded tokenizer)."""
+        from .limits import reserved_tokens
 
-        tokenizer = self.model.processor.tokenizer
-        added = [token.content for token in tokenizer.added_tokens_decoder.values()]
-        added += list(getattr(tokenizer, "all_special_tokens", []))
-        return tuple(sorted({t for t in added if t and not OBJECT_TAG.fullmatch(t)}, key=len, reverse=True))
+        return reserved_tokens(self.model.processor.tokenizer)
 
     def model_frames(self, info: Any) -> tuple[list[int], list[float] | None]:
         """`(raw frame indices, timestamps or None)` the loaded family samples from the video of `info`
@@ -207,7 +216,15 @@ class Backend:
         """Concurrent model calls, from the devices the models' weights are actually on (`zerogpu.gpu_slots`)."""
         from .zerogpu import gpu_slots, model_devices
 
-        return gpu_slots(model_devices(self.model.model, self.segmenter.model))
+        return gpu_slots(model_devices(*(m for m in (self.model.model, self.segmenter.model) if m is not None)))
+
+    def concurrency(self) -> tuple[dict, dict]:
+        """Gradio concurrency of `(GPU work here, answering)`: one group while this process's model answers; with an
+        engine that batches (a server, vLLM) answers get their own group of `answer_slots`."""
+        gpu = dict(concurrency_id="gpu", concurrency_limit=self.gpu_slots)
+        if self.model.engine is None:
+            return gpu, gpu
+        return gpu, dict(concurrency_id="answer", concurrency_limit=self.settings.answer_slots)
 
 
 def load_backend(settings: Settings) -> Backend:
@@ -219,20 +236,23 @@ def load_backend(settings: Settings) -> Backend:
     quantization = None if settings.quantization == "none" else settings.quantization
     tiny = settings.tiny_family
     if tiny is not None:
-        from videorefer.testing.tiny import build_tiny
+        from videorefer.testing.tiny import ENGINE_SIZES, build_tiny
         from videorefer.testing.tiny_sam2 import build_tiny_sam2
 
         folder = tempfile.mkdtemp(prefix="videorefer-tiny-")
-        model_id = str(build_tiny(tiny, os.path.join(folder, f"videorefer-{tiny}")))
+        sizes = ENGINE_SIZES if settings.engine == "vllm" else {}  # vLLM's CPU attention: head size >= 32
+        model_id = str(build_tiny(tiny, os.path.join(folder, f"videorefer-{tiny}"), **sizes))
         sam2_id = build_tiny_sam2(os.path.join(folder, "sam2"))
     from .zerogpu import default_device
 
     device = settings.device or default_device()  # `cuda` on a ZeroGPU Space: models are placed there at import
-    model = VideoRefer.from_pretrained(model_id, quantization=quantization, device=device)
+    model = _load_answering_model(settings, model_id, quantization, device)
     model.generation_defaults["max_new_tokens"] = 48 if tiny else settings.max_new_tokens
     model.cache.max_bytes = int(settings.limits.visual_cache_mb * 2**20)  # decoded videos and visual features
     segmenter = Sam2Segmenter.from_pretrained(sam2_id, device=device)
     shown_id = f"tiny random {tiny} model, built in code" if tiny is not None else str(model_id)
+    if settings.server:
+        shown_id = f"served by {settings.server}"
     backend = Backend(model=model, segmenter=segmenter, settings=settings, label="", model_id=shown_id)
     if tiny is not None:
         backend.label = (f"TINY RANDOM MODELS (built in code, untrained): a tiny {backend.family} answers; answers and "
@@ -241,6 +261,23 @@ def load_backend(settings: Settings) -> Backend:
         backend.label = f"{backend.family} · {model_id} ({settings.quantization}) + {sam2_id}"
     backend.finder = _load_finder(settings, segmenter, device, folder if tiny else None)
     return backend
+
+
+def _load_answering_model(settings: Settings, model_id: str, quantization: str | None, device: str) -> Any:
+    """The `VideoRefer` that answers: through the server of `--server`, in-process vLLM, or transformers here."""
+    from videorefer import VideoRefer
+
+    if settings.server:
+        from videorefer.engines.remote import connect
+
+        return connect(settings.server)
+    if settings.engine == "vllm":
+        from videorefer.families import family_for_checkpoint
+
+        model = VideoRefer.from_pretrained(model_id, engine="vllm")
+        model.family_name = family_for_checkpoint(model_id).name
+        return model
+    return VideoRefer.from_pretrained(model_id, quantization=quantization, device=device)
 
 
 def _load_finder(settings: Settings, segmenter: Any, device: str, tiny_folder: str | None) -> Any:

@@ -108,6 +108,16 @@ CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", REGION_PLACEHOLDER
 _CHAT_LIKE = re.compile(r"<\|[^<>|\s]{1,40}\|>")  # any `<|...|>`: Qwen's special tokens look like this
 
 
+def reserved_tokens(tokenizer: Any) -> tuple[str, ...]:
+    """The tokenizer's added tokens (chat-template specials, `<image>`, `<region>`, ...), longest first: text a
+    visitor sends may not hold them (`check_text`); object tags are the visitor's to use."""
+    from videorefer.prompts import OBJECT_TAG
+
+    added = [token.content for token in tokenizer.added_tokens_decoder.values()]
+    added += list(getattr(tokenizer, "all_special_tokens", []))
+    return tuple(sorted({t for t in added if t and not OBJECT_TAG.fullmatch(t)}, key=len, reverse=True))
+
+
 def check_text(text: str, what: str, reserved: Sequence[str] = ()) -> str:
     """`text` unchanged, or `DemoError` when it holds a chat-template token (`CHAT_TOKENS`, anything shaped `<|...|>`,
     or one of `reserved`: the tokenizer's added tokens, `Backend.reserved_tokens`) that would let a visitor forge a

@@ -2,8 +2,9 @@
 
 `VideoRefer.from_pretrained(..., engine="transformers")` (the default) answers with this process's transformers model
 (generate + prefix cache; what ZeroGPU Spaces run). `engine="vllm"` answers through vLLM (`engines.vllm.VLLMEngine`:
-continuous batching, paged attention, prefix caching, tensor parallel). Both give the same `describe` / `ask` /
-`ask_stream` / `ask_batch`; the demo, the benchmarks and the data engine never ask which one they hold.
+continuous batching, paged attention, prefix caching, tensor parallel). `engines.remote.connect(url)` answers through a
+VideoRefer server (`python -m videorefer.serve`) over HTTP. All give the same `describe` / `ask` / `ask_stream` /
+`ask_batch`; the demo, the benchmarks and the data engine never ask which one they hold.
 
 An engine other than transformers implements `Engine`: it receives `Request`s whose video is already decoded by the
 family's processor (`VideoRefer` does that, with the same frame settings and caches as the transformers path).

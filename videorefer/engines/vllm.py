@@ -21,7 +21,7 @@ import numpy as np
 from ..caches import objects_key, source_key
 from . import Request
 
-__all__ = ["VLLMEngine", "sampling_params"]
+__all__ = ["VLLMEngine", "sampling_params", "generation_settings", "vllm_prompt"]
 
 _GREEDY_ONLY = ("temperature", "top_p", "top_k")
 
@@ -78,6 +78,26 @@ def _visual_key(request: Request) -> str:
     return digest.hexdigest()
 
 
+def generation_settings(model_id: str | os.PathLike, processor: Any) -> tuple[float, list[int]]:
+    """`(repetition penalty, stop token ids)` of a checkpoint: its generation config's penalty (applied to generated
+    tokens only) and its tokenizer's end-of-turn token, as the transformers path uses them."""
+    from transformers import GenerationConfig
+
+    try:
+        generation_config = GenerationConfig.from_pretrained(str(model_id))
+    except OSError:
+        generation_config = GenerationConfig()
+    return float(generation_config.repetition_penalty or 1.0), [int(processor.tokenizer.eos_token_id)]
+
+
+def vllm_prompt(placeholder_id: int, request: Request) -> dict[str, Any]:
+    """The vLLM prompt of one request (its placeholder token, the `videorefer` item, a stable cache key)."""
+    from ..serving.vllm.processing import request_prompt
+
+    return request_prompt(placeholder_id, request.video, request.objects, request.question, request.history,
+                          request.allow_empty_masks, uuid=_visual_key(request))
+
+
 class VLLMEngine:
     """vLLM for one checkpoint of any family the plugin serves. Thread-safe: one thread drives the engine, so the
     requests of every caller (the demo's visitors, a benchmark's items) are batched together as they come."""
@@ -86,7 +106,6 @@ class VLLMEngine:
 
     def __init__(self, model_id: str | os.PathLike, processor: Any, enable_prefix_caching: bool = True,
                  **llm_args: Any):
-        from transformers import GenerationConfig
         from vllm import LLM
 
         from ..serving.vllm import MODALITY
@@ -103,12 +122,7 @@ class VLLMEngine:
             mm_processor_cache_gb=0,  # the item's key leaves out the text (see `_visual_key`)
             **llm_args,
         )
-        try:
-            generation_config = GenerationConfig.from_pretrained(self.model_id)
-        except OSError:
-            generation_config = GenerationConfig()
-        self.repetition_penalty = float(generation_config.repetition_penalty or 1.0)
-        self.stop_token_ids = [int(processor.tokenizer.eos_token_id)]
+        self.repetition_penalty, self.stop_token_ids = generation_settings(self.model_id, processor)
         self.placeholder_id = embed_token_ids(self.llm.llm_engine.model_config.hf_config)[0]
         self._ids = itertools.count()
         self._wake = threading.Condition()  # guards the fields below; wakes the driver thread
@@ -119,10 +133,7 @@ class VLLMEngine:
         self._closed = False
 
     def prompt(self, request: Request) -> dict[str, Any]:
-        from ..serving.vllm.processing import request_prompt
-
-        return request_prompt(self.placeholder_id, request.video, request.objects, request.question,
-                              request.history, request.allow_empty_masks, uuid=_visual_key(request))
+        return vllm_prompt(self.placeholder_id, request)
 
     def answer(self, requests: Sequence[Request], return_exceptions: bool = False, **generation: Any) -> list[Any]:
         """Every request's answer, all submitted at once. A request the processor refuses does not stop the others:

@@ -33,6 +33,8 @@ class V1MultiModalProcessor(VideoReferMultiModalProcessor):
 
     def item_inputs(self, out):
         config = self.info.get_hf_config()
+        # the model fills the tower's settings in where it is built; the server processes requests in another process
+        VideoReferQwen2ForCausalLM.resolve_checkpoint_config(config, self.info.ctx.model_config.model)
         region_id = int(config.region_id)
         ids = out["input_ids"][0].tolist()
         regions = out["region_inputs"]

@@ -101,6 +101,15 @@ def test_questions_history_and_names_cannot_forge_turns():
         with pytest.raises(DemoError, match="reserves"):
             check_question(text, 1, LIMITS, reserved)
     assert check_question(" What is <object0> | <a|b> ? ", 1, LIMITS, reserved) == "What is <object0> | <a|b> ?"
+    # A server's client may send a question it laid out itself: `<region>` then passes, chat tokens never do.
+    laid_out = "What is <object0> [<region>]?"
+    with pytest.raises(DemoError, match="'<region>'"):
+        check_question(laid_out, 1, LIMITS)
+    assert check_question(laid_out, 1, LIMITS, reserved, laid_out=True) == laid_out
+    assert check_history([[laid_out, "A."]], 1, LIMITS, reserved, laid_out=True) == [(laid_out, "A.")]
+    for text in ("<object0>?<|im_end|>", "<image> <object0>", "<|vision_start|> <object0>"):
+        with pytest.raises(DemoError, match="reserves"):
+            check_question(text, 1, LIMITS, reserved, laid_out=True)
     with pytest.raises(DemoError, match="history has 11 turns; the limit is 10"):
         check_history([["q", "a"]] * 11, 1, LIMITS)
     with pytest.raises(DemoError, match="history has 60000 characters; the limit is 8000"):

@@ -104,7 +104,8 @@ def check_video(path: str | os.PathLike | None, limits: Limits) -> VideoInfo:
 
 
 # ChatML's and the prompt grammar's region placeholder; the tokenizer adds its own (`reserved`)
-CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", REGION_PLACEHOLDER)
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+PLACEHOLDERS = (REGION_PLACEHOLDER,)  # a visitor names objects; only a laid-out question may hold these
 _CHAT_LIKE = re.compile(r"<\|[^<>|\s]{1,40}\|>")  # any `<|...|>`: Qwen's special tokens look like this
 
 
@@ -118,11 +119,14 @@ def reserved_tokens(tokenizer: Any) -> tuple[str, ...]:
     return tuple(sorted({t for t in added if t and not OBJECT_TAG.fullmatch(t)}, key=len, reverse=True))
 
 
-def check_text(text: str, what: str, reserved: Sequence[str] = ()) -> str:
+def check_text(text: str, what: str, reserved: Sequence[str] = (), laid_out: bool = False) -> str:
     """`text` unchanged, or `DemoError` when it holds a chat-template token (`CHAT_TOKENS`, anything shaped `<|...|>`,
     or one of `reserved`: the tokenizer's added tokens, `Backend.reserved_tokens`) that would let a visitor forge a
-    turn or a placeholder."""
-    found = next((token for token in (*CHAT_TOKENS, *reserved) if token and token in text), None)
+    turn or a placeholder. `laid_out`: `PLACEHOLDERS` are allowed (a server's client may send a question it laid out
+    itself, as the Python API accepts; the processor checks their count)."""
+    allowed = PLACEHOLDERS if laid_out else ()
+    found = next((token for token in (*CHAT_TOKENS, *PLACEHOLDERS, *reserved)
+                  if token and token not in allowed and token in text), None)
     if found is None and (match := _CHAT_LIKE.search(text)):
         found = match.group()
     if found is not None:
@@ -138,7 +142,9 @@ def _check_tags(text: str, num_objects: int, what: str) -> None:
         raise DemoError(f"{what} names <object{error.index}>, but only {have} exist.") from None
 
 
-def check_question(question: Any, num_objects: int, limits: Limits, reserved: Sequence[str] = ()) -> str:
+def check_question(
+    question: Any, num_objects: int, limits: Limits, reserved: Sequence[str] = (), laid_out: bool = False
+) -> str:
     """A stripped question that names only existing objects and holds no reserved token, or `DemoError`."""
     if question is not None and not isinstance(question, str):
         raise DemoError(f"The question must be text, got {type(question).__name__}.")
@@ -150,11 +156,11 @@ def check_question(question: Any, num_objects: int, limits: Limits, reserved: Se
     if num_objects == 0:
         raise DemoError("Point at an object first: click on the frame to create <object0>.")
     _check_tags(text, num_objects, "The question")
-    return check_text(text, "The question", reserved)
+    return check_text(text, "The question", reserved, laid_out)
 
 
 def check_history(
-    history: Any, num_objects: int, limits: Limits, reserved: Sequence[str] = ()
+    history: Any, num_objects: int, limits: Limits, reserved: Sequence[str] = (), laid_out: bool = False
 ) -> list[tuple[str, str]]:
     """`history` ([[question, answer], ...] of strings) within `max_history_turns` turns and `max_history_chars`
     characters, naming only existing objects, without reserved tokens; else `DemoError` saying what to change."""
@@ -174,7 +180,7 @@ def check_history(
         for text, part in ((question, "question"), (answer, "answer")):
             what = f"The history's turn {n} ({part})"
             _check_tags(text, num_objects, what)
-            check_text(text, what, reserved)
+            check_text(text, what, reserved, laid_out)
     return [(q, a) for q, a in history]
 
 

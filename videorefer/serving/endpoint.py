@@ -240,8 +240,9 @@ def _checked_request(served: Served, source: Any, info: Any, chat: Any) -> Any:
 
     limits, reserved = served.config.limits, served.reserved
     objects, _ = check_regions(chat.regions, info, limits, reserved=reserved)
-    check_question(chat.question, len(objects), limits, reserved)
-    check_history(chat.history, len(objects), limits, reserved)
+    # laid_out: a client may send the question with its `<region>` placeholders written (the remote engine does)
+    check_question(chat.question, len(objects), limits, reserved, laid_out=True)
+    check_history(chat.history, len(objects), limits, reserved, laid_out=True)
     return served.front._request(source, objects, chat.question, chat.history, None, False)
 
 

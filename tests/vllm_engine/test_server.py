@@ -5,6 +5,7 @@ transformers), streams end on the same answer, bad requests get a 4xx naming the
 from __future__ import annotations
 
 import base64
+import json
 
 import httpx
 import numpy as np
@@ -81,8 +82,18 @@ def test_streams_end_on_the_answer(vl3_pair, media, client):
     _, served = vl3_pair
     clip = str(media / "clip.mp4")
     streamed = list(client.ask_stream({"path": "clip.mp4"}, [{4: square(4)}], "What is <object0>?", **SETTINGS))
-    assert len(streamed) > 1 and all(b.startswith(a) for a, b in zip(streamed, streamed[1:]))
+    # vLLM merges the steps a slow reader has not picked up yet, so a loaded machine may deliver fewer chunks than
+    # tokens (even one): the stream is checked on the wire below, not by counting chunks.
+    assert streamed and all(b.startswith(a) for a, b in zip(streamed, streamed[1:]))
     assert streamed[-1] == served.ask(clip, [{4: square(4)}], "What is <object0>?", **SETTINGS)
+    body = build_body({"path": "clip.mp4"}, [{4: square(4)}], "What is <object0>?", stream=True, **SETTINGS)
+    with httpx.stream("POST", client.url + ROUTE, json=body, timeout=120) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and len(events) >= 2
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == streamed[-1]
 
 
 def test_the_remote_engine_answers_as_the_in_process_one(vl3_pair, server, media):

@@ -107,7 +107,8 @@ class DemoHandlers:
         self.sessions.register(request, state)
         n = len(state.frame_indices)
         info = state.info
-        saved = f" It has {len(state.saved_objects)} saved objects: press 'Use saved objects'." if state.saved_objects else ""
+        saved = (f" It has {len(state.saved_objects)} saved objects ('Use saved objects', under More, points at them)."
+                 if state.saved_objects else "")
         size = f"{info.width}×{info.height}"
         loaded = f"Loaded {size}, {info.total_frames} frames; {n} frames sampled for pointing.{saved}"
         if is_image(info.path):

@@ -75,3 +75,37 @@ def test_paths_stay_under_the_media_root(tmp_path):
         assert refused.value.status == 403
     with pytest.raises(RequestError, match="without --media-root"):
         _media_path(ServerConfig({}), "clips/a.mp4")
+
+
+def _archive_declaring(shapes: dict[str, tuple[int, ...]]) -> str:
+    """A frames archive whose arrays' headers declare `shapes` but hold (almost) no data: what a bomb looks like."""
+    import base64
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, shape in shapes.items():
+            member = io.BytesIO()
+            np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            archive.writestr(f"{name}.npy", member.getvalue() + b"\0" * 64)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.mark.parametrize("shapes, words", [
+    ({"frames": (16, 100_000, 100_000, 3)}, "at most 4096 px"),
+    ({"frames": (100_000, 8, 8, 3)}, "at most 7200 frames"),
+    ({"frames": (4000, 1080, 1920, 3)}, "more than 1024 MiB"),
+    ({"image": (60_000, 60_000, 3)}, "at most 4096 px"),
+])
+def test_a_frames_archive_is_sized_by_its_headers_before_it_is_inflated(shapes, words):
+    with pytest.raises(RequestError, match=words):
+        decode_frames(_archive_declaring(shapes), max_bytes=2**30, max_frames=7200, max_side=4096)
+
+
+def test_decoded_frames_must_lie_inside_the_video_they_declare():
+    video = Video(frames=np.zeros((2, 8, 8, 3), np.uint8), frame_indices=[0, 5], total_frames=3, fps=1.0)
+    with pytest.raises(RequestError, match="indices outside"):
+        decode_frames(encode_frames(video))
+    ok = Video(frames=np.zeros((2, 8, 8, 3), np.uint8), frame_indices=[0, 2], total_frames=3, fps=1.0)
+    assert decode_frames(encode_frames(ok)).frame_indices == [0, 2]

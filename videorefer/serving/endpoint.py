@@ -211,7 +211,9 @@ async def _video_source(served: Served, spec: dict[str, Any], folder: str) -> tu
 
     config = served.config
     if "frames" in spec:
-        video = decode_frames(spec["frames"])
+        limits = config.limits  # the decoded frames are bounded as one visitor's are on the page
+        video = decode_frames(spec["frames"], max_bytes=limits.session_mb * 2**20, max_frames=limits.max_frames,
+                              max_side=limits.max_long_side)
         if isinstance(video, np.ndarray):  # a still image
             return still_image_source(served.processor, video), VideoInfo("", 1, None, *video.shape[:2])
         return video, VideoInfo("", video.total_frames, video.fps, video.height, video.width)

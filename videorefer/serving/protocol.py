@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -143,12 +144,40 @@ def encode_frames(video: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_frames(text: str, key: str | None = None) -> Any:
-    """`encode_frames`' output back as a `Video` (or an (H, W, 3) image); `RequestError` when it is not one."""
+def _check_archive(raw: bytes, max_bytes: int, max_frames: int, max_side: int) -> None:
+    """Every array's declared shape and dtype, read from its header before anything is decompressed: a compressed
+    archive of a few MB may otherwise declare (and inflate to) any size."""
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        if len(archive.infolist()) > 16:
+            raise ValueError("it holds more than 16 arrays")
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(member)
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename} holds Python objects")
+            if info.filename in ("frames.npy", "extra_frames.npy", "image.npy"):
+                if len(shape) >= 3 and (max(shape[-3:-1]) > max_side or (len(shape) == 4 and shape[0] > max_frames)):
+                    raise ValueError(f"{info.filename} is {'x'.join(map(str, shape))}: at most {max_frames} frames "
+                                     f"of at most {max_side} px a side")
+            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if total > max_bytes:
+                raise ValueError(f"its arrays hold more than {max_bytes / 2**20:.0f} MiB")
+
+
+def decode_frames(text: str, key: str | None = None, max_bytes: int = 2**30, max_frames: int = 7200,
+                  max_side: int = 4096) -> Any:
+    """`encode_frames`' output back as a `Video` (or an (H, W, 3) image); `RequestError` when it is not one, or when
+    its arrays would exceed `max_bytes`, `max_frames` frames or `max_side` pixels a side (checked before inflating)."""
     from ..video_io import Video
 
     try:
-        with np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False) as data:
+        raw = base64.b64decode(text, validate=True)
+        _check_archive(raw, max_bytes, max_frames, max_side)
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             if "image" in data:
                 image = data["image"]
                 if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -159,8 +188,11 @@ def decode_frames(text: str, key: str | None = None) -> Any:
             video = Video(frames=frames, frame_indices=indices, total_frames=int(data["total_frames"]),
                           fps=float(data["fps"]) if "fps" in data else None, extra=extra, key=key,
                           timestamps=[float(t) for t in data["timestamps"]] if "timestamps" in data else None)
-    except (ValueError, KeyError, OSError, EOFError, binascii.Error) as error:
-        raise RequestError(f"'video.frames' is not a frames archive: {error}") from None
+    except (ValueError, KeyError, OSError, EOFError, binascii.Error, zipfile.BadZipFile) as error:
+        raise RequestError(f"'video.frames' is not a frames archive we accept: {error}") from None
+    if not 0 < video.total_frames <= max_frames or not all(0 <= i < video.total_frames for i in (*indices, *extra)):
+        raise RequestError(f"'video.frames' declares {video.total_frames} frames (at most {max_frames}) or frame "
+                           "indices outside them")
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(indices) != len(frames):
         raise RequestError("'video.frames' must hold uint8 frames (t, H, W, 3) and one index per frame")
     if any(f.shape != frames.shape[1:] for f in extra.values()):
